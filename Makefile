@@ -1,0 +1,72 @@
+# voiceops.webrtc_pbx - developer entry points.
+#   make lab       bring up the lab stack (root; starts dockerd, builds images)
+#   make test      lint, unit tests, collection build, molecule with browser calls
+#   make lab-down  remove the lab containers, network and volumes
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+COLLECTION_LINK := .lab/collections/ansible_collections/voiceops/webrtc_pbx
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link clean help
+
+help:
+	@sed -n '2,4p' Makefile
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+node: node_modules/.installed
+
+softphone/dist/app.js: node_modules/.installed $(shell find softphone/src -type f 2>/dev/null) softphone/build.mjs
+	npm run --silent build
+
+softphone: softphone/dist/app.js
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $(COLLECTION_LINK))
+	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+collection-link: $(COLLECTION_LINK)
+
+dockerd:
+	@python3 lab/lab.py dockerd
+
+images: dockerd
+	@python3 lab/images/build.py
+
+lab: venv softphone collection-link
+	@python3 lab/lab.py up
+
+lab-down:
+	@python3 lab/lab.py down
+
+lint: venv collection-link
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: venv collection-link
+	$(BIN)/pytest -q tests/unit
+
+build: venv softphone
+	mkdir -p .lab/dist
+	$(BIN)/ansible-galaxy collection build --force --output-path .lab/dist
+
+molecule: venv softphone collection-link images
+	cd $(CURDIR) && $(BIN)/molecule test -s default
+	cd $(CURDIR) && $(BIN)/molecule test -s el9
+
+test: lint unit build molecule

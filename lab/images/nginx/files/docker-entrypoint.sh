@@ -1,0 +1,4 @@
+#!/bin/sh
+# Mimics nginx:alpine's entrypoint: run the command (nginx -g 'daemon off;').
+set -e
+exec "$@"

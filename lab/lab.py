@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""The offline lab: `make lab` / `make lab-down`.
+
+up    start dockerd if needed, build missing images, create the lab host
+      container (systemd as PID 1, Docker inside), converge playbooks/site.yml
+      with inventories/lab, write .lab/lab.json and print how to use it.
+down  remove every container, network and volume `up` made.
+dockerd  only make sure a Docker daemon is reachable (starting one as root).
+
+Errors end with one sentence saying what is missing and how to get it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB = ROOT / ".lab"
+IMAGES = LAB / "images"
+SECRETS = LAB / "secrets.yml"
+LAB_JSON = LAB / "lab.json"
+
+HOST_CONTAINER = "webrtc-lab-host"
+HOST_IMAGE = "voiceops/labhost:12"
+NETWORK = "webrtc-lab"
+DOCKER_VOLUME = "webrtc-lab-docker"
+DATA_VOLUME = "webrtc-lab-data"
+LAB_USERS = ["1000", "1001", "1002"]
+
+# Every capability Docker 20.10 knows except SYS_RESOURCE: --privileged fails on our machines.
+CAPABILITIES = [
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
+    "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG",
+    "WAKE_ALARM",
+]
+
+
+class LabError(RuntimeError):
+    """Stops the lab with one clear sentence."""
+
+
+def sh(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and res.returncode != 0:
+        lines = [ln for ln in (res.stderr or res.stdout).strip().splitlines() if "--help" not in ln]
+        raise LabError(f"'{' '.join(cmd[:3])} ...' failed: {' '.join(lines[-2:])}")
+    return res
+
+
+def docker_reachable() -> bool:
+    return shutil.which("docker") is not None and sh(["docker", "info"], check=False).returncode == 0
+
+
+def ensure_dockerd() -> None:
+    if docker_reachable():
+        return
+    if shutil.which("docker") is None:
+        raise LabError("The docker client is missing: install Docker with 'apt-get install -y docker.io'.")
+    if os.geteuid() != 0:
+        raise LabError("No Docker daemon is reachable and starting one needs root: run 'make lab' as root.")
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    if not Path(dockerd).exists():
+        raise LabError("dockerd is missing: install it with 'apt-get install -y docker.io'.")
+    LAB.mkdir(exist_ok=True)
+    log = open(LAB / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
+    proc = subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+    (LAB / "dockerd.pid").write_text(f"{proc.pid}\n")
+    for _ in range(60):
+        if docker_reachable():
+            print(f"started dockerd (pid {proc.pid}, log .lab/dockerd.log)")
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise LabError("dockerd did not come up: see .lab/dockerd.log for the reason.")
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("make lab needs root (it starts dockerd and builds images with debootstrap): run it as root.")
+    if not shutil.which("debootstrap"):
+        raise LabError("debootstrap is missing: install it with 'apt-get install -y debootstrap'.")
+    ensure_dockerd()
+
+
+def ensure_images() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "lab" / "images" / "build.py")])
+    if res.returncode != 0:
+        raise LabError("Building the lab images failed: read the message above, fix it and run 'make lab' again.")
+
+
+def _password(n: int = 24) -> str:
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        pw = "".join(secrets.choice(alphabet) for _ in range(n))
+        if any(c.isdigit() for c in pw) and any(c.islower() for c in pw) and any(c.isupper() for c in pw):
+            return pw
+
+
+def ensure_secrets() -> dict:
+    """Lab secrets: generated once, kept in .lab/secrets.yml (git-ignored, 0600)."""
+    LAB.mkdir(exist_ok=True)
+    if SECRETS.exists():
+        return json.loads(SECRETS.read_text())
+    data = {
+        "asterisk_ami_secret": _password(32),
+        "coturn_static_auth_secret": _password(40),
+        "lab_agent_passwords": {u: _password(20) for u in LAB_USERS},
+    }
+    fd = os.open(SECRETS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)  # JSON is valid YAML for ansible's -e @file
+    return data
+
+
+def container_state(name: str) -> str | None:
+    res = sh(["docker", "inspect", "-f", "{{.State.Status}}", name], check=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def labhost_run_args(name: str, hostname: str) -> list[str]:
+    args = ["--name", name, "--hostname", hostname, "--detach", "--restart", "unless-stopped",
+            "--stop-signal", "SIGRTMIN+3", "--cgroupns", "host",
+            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+            "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock",
+            "--volume", f"{IMAGES}:/opt/voiceops/images:ro"]
+    for cap in CAPABILITIES:
+        args += ["--cap-add", cap]
+    return args
+
+
+def ensure_host() -> None:
+    if sh(["docker", "network", "inspect", NETWORK], check=False).returncode != 0:
+        sh(["docker", "network", "create", NETWORK])
+    state = container_state(HOST_CONTAINER)
+    if state is None:
+        sh(["docker", "run", *labhost_run_args(HOST_CONTAINER, "pbx-lab"), "--network", NETWORK,
+            "--volume", f"{DOCKER_VOLUME}:/var/lib/docker",
+            "--volume", f"{DATA_VOLUME}:/var/lib/voiceops", HOST_IMAGE, "/sbin/init"])
+    elif state != "running":
+        sh(["docker", "start", HOST_CONTAINER])
+    for _ in range(90):
+        res = sh(["docker", "exec", HOST_CONTAINER, "systemctl", "is-system-running"], check=False)
+        if res.stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise LabError(f"systemd in {HOST_CONTAINER} did not finish booting: see 'docker logs {HOST_CONTAINER}'.")
+
+
+def host_ip() -> str:
+    res = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", HOST_CONTAINER])
+    return res.stdout.split()[0]
+
+
+def converge() -> float:
+    ansible = ROOT / ".venv" / "bin" / "ansible-playbook"
+    if not ansible.exists():
+        raise LabError("The project venv is missing: run 'make venv' (make lab does it for you).")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    t0 = time.monotonic()
+    cmd = [str(ansible), "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"),
+           "-e", f"@{SECRETS}"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env)
+    if res.returncode != 0:
+        raise LabError("playbooks/site.yml failed on the lab host: the task output above names the failing step.")
+    return time.monotonic() - t0
+
+
+def write_lab_json(data: dict) -> dict:
+    ip = host_ip()
+    ca = LAB / "lab-ca.crt"
+    res = sh(["docker", "exec", HOST_CONTAINER, "cat", "/etc/voiceops/tls/lab-ca.crt"], check=False)
+    if res.returncode == 0:
+        ca.write_text(res.stdout)
+    info = {
+        "web_url": f"https://{ip}/",
+        "wss_url": f"wss://{ip}:8089/ws",
+        "sip_domain": ip,
+        "host_container": HOST_CONTAINER,
+        "host_address": ip,
+        "ca_certificate": str(ca),
+        "echo_test": "600",
+        "users": [{"user": u, "password": p} for u, p in data["lab_agent_passwords"].items()],
+    }
+    fd = os.open(LAB_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=2)
+    return info
+
+
+def up(args: argparse.Namespace) -> None:
+    t0 = time.monotonic()
+    preflight()
+    ensure_images()
+    data = ensure_secrets()
+    ensure_host()
+    took = converge()
+    info = write_lab_json(data)
+    print()
+    print(f"Lab ready in {time.monotonic() - t0:.0f} s (site.yml {took:.0f} s).")
+    print(f"  Softphone: {info['web_url']}   (lab CA: {info['ca_certificate']})")
+    print(f"  WebSocket: {info['wss_url']}   SIP domain: {info['sip_domain']}")
+    for u in info["users"]:
+        print(f"  User {u['user']}  password {u['password']}")
+    print(f"  Echo test: dial {info['echo_test']}.  Details: {LAB_JSON.relative_to(ROOT)}")
+
+
+def down(args: argparse.Namespace) -> None:
+    if not docker_reachable():
+        print("no Docker daemon reachable: nothing to remove")
+        return
+    if container_state(HOST_CONTAINER) is not None:
+        sh(["docker", "rm", "-f", "-v", HOST_CONTAINER])
+    for vol in (DOCKER_VOLUME, DATA_VOLUME):
+        sh(["docker", "volume", "rm", "-f", vol], check=False)
+    if sh(["docker", "network", "inspect", NETWORK], check=False).returncode == 0:
+        sh(["docker", "network", "rm", NETWORK])
+    LAB_JSON.unlink(missing_ok=True)
+    print("lab removed (images and secrets in .lab/ are kept; delete .lab/ to start over)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="voiceops.webrtc_pbx lab")
+    ap.add_argument("command", choices=["up", "down", "dockerd", "secrets"])
+    args = ap.parse_args(argv)
+    try:
+        actions = {"up": up, "down": down, "dockerd": lambda a: ensure_dockerd(), "secrets": lambda a: ensure_secrets()}
+        actions[args.command](args)
+    except LabError as exc:
+        print(f"make lab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

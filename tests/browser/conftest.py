@@ -1,0 +1,181 @@
+"""Fixtures for browser calls against the deployed stack.
+
+The target is the lab host container: LAB_HOST_CONTAINER (set by molecule)
+or the one `make lab` made. Its address comes from `docker inspect`, the
+agents' passwords from .lab/secrets.yml. Traffic goes only to that container.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = ROOT / ".lab"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+TONES = {"1000": 700.0, "1001": 1300.0, "1002": 1900.0}
+
+
+def _container() -> str:
+    return os.environ.get("LAB_HOST_CONTAINER", "webrtc-lab-host")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    name = _container()
+    res = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+        capture_output=True, text=True,
+    )
+    if res.returncode != 0:
+        pytest.fail(f"lab host container {name} not found: run `make lab` (or molecule converge) first")
+    ip = res.stdout.split()[0]
+    secrets = json.loads((LAB / "secrets.yml").read_text())
+    return {
+        "container": name,
+        "ip": ip,
+        "web_url": f"https://{ip}/",
+        "passwords": secrets["lab_agent_passwords"],
+    }
+
+
+def lab_exec(lab, *cmd: str) -> str:
+    res = subprocess.run(["docker", "exec", lab["container"], *cmd], capture_output=True, text=True)
+    return res.stdout
+
+
+def write_tone(path: Path, freq: float, seconds: float = 20.0, rate: int = 48000) -> Path:
+    frames = bytearray()
+    for i in range(int(seconds * rate)):
+        frames += struct.pack("<h", int(0.5 * 32767 * math.sin(2 * math.pi * freq * i / rate)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tone_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tones")
+    return {user: write_tone(d / f"tone-{user}.wav", f) for user, f in TONES.items()}
+
+
+@pytest.fixture(scope="session")
+def playwright_instance():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+class Phone:
+    """One softphone page in its own Chromium process (one fake microphone each)."""
+
+    def __init__(self, pw, lab, user: str, tone: Path, query: str = ""):
+        self.user = user
+        self.browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            ignore_default_args=["--mute-audio"],
+            args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-quic",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={tone}",
+                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        # The lab CA is not in Chromium's store: ignore certificate errors in tests only.
+        self.context = self.browser.new_context(ignore_https_errors=True, permissions=["microphone"])
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.goto(lab["web_url"] + query)
+        self.page.wait_for_function("() => window.softphone !== undefined", timeout=15000)
+
+    def login(self, password: str, timeout: float = 15000) -> None:
+        self.page.evaluate("([u, p]) => window.softphone.login(u, p)", [self.user, password])
+        self.wait_reg("registered", timeout)
+
+    def wait_reg(self, state: str, timeout: float = 15000) -> None:
+        self.page.wait_for_function(
+            "(s) => window.softphone.state().registration === s", arg=state, timeout=timeout
+        )
+
+    def wait_call(self, state: str, timeout: float = 20000) -> None:
+        self.page.wait_for_function("(s) => window.softphone.state().call === s", arg=state, timeout=timeout)
+
+    def js(self, expr: str, arg=None):
+        return self.page.evaluate(expr, arg)
+
+    def tone_levels(self, freqs: list[float], seconds: float = 1.5) -> dict:
+        """dB above the median spectrum level at each frequency of the received audio."""
+        return self.page.evaluate(ANALYSE_JS, {"freqs": freqs, "ms": int(seconds * 1000)})
+
+    def close(self) -> None:
+        try:
+            self.browser.close()
+        except Exception:  # noqa: BLE001 - best effort at teardown
+            pass
+
+
+ANALYSE_JS = """
+async ({freqs, ms}) => {
+  const stream = window.softphone.remoteStream();
+  if (!stream || stream.getAudioTracks().length === 0) return {error: 'no remote stream'};
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const src = ctx.createMediaStreamSource(stream);
+  const an = ctx.createAnalyser();
+  an.fftSize = 8192;
+  an.smoothingTimeConstant = 0;
+  src.connect(an);
+  const buf = new Float32Array(an.frequencyBinCount);
+  const acc = new Float32Array(an.frequencyBinCount);
+  let n = 0;
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    await new Promise(r => setTimeout(r, 100));
+    an.getFloatFrequencyData(buf);
+    for (let i = 0; i < buf.length; i++) acc[i] += Math.max(buf[i], -160);
+    n++;
+  }
+  const binHz = ctx.sampleRate / an.fftSize;
+  const avg = Array.from(acc, v => v / n);
+  const upto = Math.floor(4000 / binHz);
+  const sorted = avg.slice(2, upto).sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  const out = {};
+  for (const f of freqs) {
+    const b = Math.round(f / binHz);
+    let peak = -1e9;
+    for (let i = b - 2; i <= b + 2; i++) peak = Math.max(peak, avg[i]);
+    out[String(f)] = peak - median;
+  }
+  src.disconnect();
+  await ctx.close();
+  return out;
+}
+"""
+
+
+@pytest.fixture
+def phones(playwright_instance, lab, tone_files):
+    made: list[Phone] = []
+
+    def make(user: str, query: str = "") -> Phone:
+        phone = Phone(playwright_instance, lab, user, tone_files[user], query)
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.close()

@@ -1,0 +1,147 @@
+"""End-to-end calls from headless Chromium through nginx TLS to Asterisk.
+
+Audio is asserted: each browser's fake microphone plays its own tone
+(conftest.TONES) and a WebAudio FFT of the received track must find the
+expected tone (and not find it when muted or on hold).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import TONES, lab_exec
+
+PRESENT_DB = 20.0  # tone this far above the median spectrum level counts as heard
+ABSENT_DB = 10.0
+
+
+def _timings(phone) -> dict:
+    t = phone.js("() => window.softphone.timings()")
+    return {k: v for k, v in t.items() if v is not None}
+
+
+def _wait_tone(phone, freq: float, present: bool = True, timeout: float = 8.0) -> float:
+    """Poll the received audio until the tone is (or is not) there; return the last level."""
+    end = time.monotonic() + timeout
+    level = None
+    while time.monotonic() < end:
+        levels = phone.tone_levels([freq], seconds=1.0)
+        assert "error" not in levels, levels
+        level = levels[str(freq)]
+        if (level >= PRESENT_DB) if present else (level < ABSENT_DB):
+            return level
+    state = "heard" if present else "gone"
+    pytest.fail(f"{phone.user}: tone {freq:.0f} Hz never {state} (last level {level:.1f} dB)")
+
+
+def test_two_users_register(phones, lab):
+    a = phones("1000")
+    b = phones("1001")
+    a.login(lab["passwords"]["1000"])
+    b.login(lab["passwords"]["1001"])
+    out = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show contacts")
+    assert "1000/" in out and "1001/" in out
+
+
+def test_wrong_password_is_reported_without_retry_storm(phones, lab):
+    a = phones("1002")
+    a.js("([u, p]) => window.softphone.login(u, p)", ["1002", "not-the-password"])
+    a.wait_reg("failed")
+    status = a.page.inner_text("#reg-status")
+    assert "Wrong extension or password" in status
+    time.sleep(3)
+    assert a.js("() => window.softphone.state().registration") == "failed"
+
+
+def test_echo_test_returns_own_tone(phones, lab):
+    a = phones("1000")
+    a.login(lab["passwords"]["1000"])
+    a.js("(t) => window.softphone.call(t)", "600")
+    a.wait_call("in-call")
+    level = _wait_tone(a, TONES["1000"])
+    t = _timings(a)
+    print(f"\necho 600: INVITE->200 OK {t['accepted'] - t['invite_sent']:.0f} ms, tone level {level:.1f} dB")
+    a.js("() => window.softphone.hangup()")
+    a.wait_call("idle", timeout=10000) if a.js("() => window.softphone.state().call") != "ended" else None
+
+
+def test_agent_to_agent_call_mute_hold_dtmf(phones, lab):
+    a = phones("1000")
+    b = phones("1001")
+    a.login(lab["passwords"]["1000"])
+    b.login(lab["passwords"]["1001"])
+    a.js("(t) => window.softphone.call(t)", "1001")
+    b.wait_call("incoming")
+    b.js("() => window.softphone.answer()")
+    a.wait_call("in-call")
+    b.wait_call("in-call")
+    t0 = time.monotonic()
+    level_b = _wait_tone(b, TONES["1000"])  # B hears A
+    first_audio_ms = (time.monotonic() - t0) * 1000
+    level_a = _wait_tone(a, TONES["1001"])  # A hears B
+    t = _timings(a)
+    print(
+        f"\nA->B: INVITE->200 OK {t['accepted'] - t['invite_sent']:.0f} ms, answer->tone heard at B"
+        f" <= {first_audio_ms:.0f} ms; levels B<-A {level_b:.1f} dB, A<-B {level_a:.1f} dB"
+    )
+    # A does not hear its own tone from B's side (no echo path).
+    assert a.tone_levels([TONES["1000"]])[str(TONES["1000"])] < PRESENT_DB
+
+    # Mute removes A's tone at B; unmute brings it back.
+    a.js("() => window.softphone.mute(true)")
+    _wait_tone(b, TONES["1000"], present=False)
+    a.js("() => window.softphone.mute(false)")
+    _wait_tone(b, TONES["1000"])
+
+    # Hold stops A's tone at B (re-INVITE sendonly/inactive); resume restores it.
+    a.js("() => window.softphone.hold(true)")
+    a.wait_call("on-hold")
+    _wait_tone(b, TONES["1000"], present=False, timeout=10)
+    a.js("() => window.softphone.hold(false)")
+    a.wait_call("in-call")
+    _wait_tone(b, TONES["1000"], timeout=10)
+
+    a.js("() => window.softphone.hangup()")
+    b.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=10000)
+
+
+def test_dtmf_reaches_asterisk(phones, lab):
+    a = phones("1000")
+    a.login(lab["passwords"]["1000"])
+    a.js("(t) => window.softphone.call(t)", "602")
+    a.wait_call("in-call")
+    time.sleep(1.0)
+    a.js("(d) => window.softphone.sendDTMF(d)", "4711#")
+    deadline = time.monotonic() + 15
+    log = ""
+    while time.monotonic() < deadline:
+        log = lab_exec(lab, "grep", "DTMF test received digits", "/var/log/voiceops/asterisk/messages.log")
+        if "digits 4711 from 1000" in log:
+            break
+        time.sleep(0.5)
+    assert "digits 4711 from 1000" in log, log[-500:]
+    a.js("() => window.softphone.hangup()")
+
+
+def test_relay_only_call_through_coturn(phones, lab):
+    a = phones("1001", query="?ice=relay")
+    a.login(lab["passwords"]["1001"])
+    a.js("(t) => window.softphone.call(t)", "600")
+    a.wait_call("in-call", timeout=30000)
+    level = _wait_tone(a, TONES["1001"], timeout=12)
+    stats = a.page.evaluate(
+        """async () => {
+             const pc = window.softphone.peerConnection && window.softphone.peerConnection();
+             if (!pc) return null;
+             const st = await pc.getStats();
+             let pair = null; const cands = {};
+             st.forEach(r => { if (r.type === 'local-candidate') cands[r.id] = r.candidateType;
+                               if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+             return pair ? cands[pair.localCandidateId] : 'none';
+           }"""
+    )
+    print(f"\nrelay-only echo: tone level {level:.1f} dB, local candidate type {stats}")
+    if stats is not None:
+        assert stats == "relay"
+    a.js("() => window.softphone.hangup()")
