@@ -10,7 +10,7 @@ COLLECTION_LINK := .lab/collections/ansible_collections/voiceops/webrtc_pbx
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link clean help
+.PHONY: lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link secrets help
 
 help:
 	@sed -n '2,4p' Makefile
@@ -65,8 +65,20 @@ build: venv softphone
 	mkdir -p .lab/dist
 	$(BIN)/ansible-galaxy collection build --force --output-path .lab/dist
 
-molecule: venv softphone collection-link images
-	cd $(CURDIR) && $(BIN)/molecule test -s default
-	cd $(CURDIR) && $(BIN)/molecule test -s el9
+EL9_IMAGE ?= voiceops/el9-systemd:latest
+
+molecule: venv softphone collection-link images secrets
+	docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1 || true
+	$(BIN)/molecule test -s default; rc=$$?; docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1; exit $$rc
+	@if docker image inspect $(EL9_IMAGE) >/dev/null 2>&1; then \
+	  MOLECULE_EL9_IMAGE=$(EL9_IMAGE) $(BIN)/molecule test -s el9; \
+	else \
+	  echo "SKIPPED molecule scenario el9: image $(EL9_IMAGE) is not present (no registry here)."; \
+	  echo "  With registry access: build or pull an EL9 systemd image, then run"; \
+	  echo "  make molecule EL9_IMAGE=<image>   (see molecule/el9/molecule.yml)"; \
+	fi
+
+secrets:
+	@python3 lab/lab.py secrets
 
 test: lint unit build molecule

@@ -38,11 +38,42 @@ LAB_USERS = ["1000", "1001", "1002"]
 
 # Every capability Docker 20.10 knows except SYS_RESOURCE: --privileged fails on our machines.
 CAPABILITIES = [
-    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN",
-    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
-    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT",
-    "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
     "WAKE_ALARM",
 ]
 
@@ -131,12 +162,31 @@ def container_state(name: str) -> str | None:
 
 
 def labhost_run_args(name: str, hostname: str) -> list[str]:
-    args = ["--name", name, "--hostname", hostname, "--detach", "--restart", "unless-stopped",
-            "--stop-signal", "SIGRTMIN+3", "--cgroupns", "host",
-            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-            "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock",
-            "--volume", f"{IMAGES}:/opt/voiceops/images:ro"]
+    args = [
+        "--name",
+        name,
+        "--hostname",
+        hostname,
+        "--detach",
+        "--restart",
+        "unless-stopped",
+        "--stop-signal",
+        "SIGRTMIN+3",
+        "--cgroupns",
+        "host",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--volume",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--volume",
+        f"{IMAGES}:/opt/voiceops/images:ro",
+    ]
     for cap in CAPABILITIES:
         args += ["--cap-add", cap]
     return args
@@ -147,9 +197,21 @@ def ensure_host() -> None:
         sh(["docker", "network", "create", NETWORK])
     state = container_state(HOST_CONTAINER)
     if state is None:
-        sh(["docker", "run", *labhost_run_args(HOST_CONTAINER, "pbx-lab"), "--network", NETWORK,
-            "--volume", f"{DOCKER_VOLUME}:/var/lib/docker",
-            "--volume", f"{DATA_VOLUME}:/var/lib/voiceops", HOST_IMAGE, "/sbin/init"])
+        sh(
+            [
+                "docker",
+                "run",
+                *labhost_run_args(HOST_CONTAINER, "pbx-lab"),
+                "--network",
+                NETWORK,
+                "--volume",
+                f"{DOCKER_VOLUME}:/var/lib/docker",
+                "--volume",
+                f"{DATA_VOLUME}:/var/lib/voiceops",
+                HOST_IMAGE,
+                "/sbin/init",
+            ]
+        )
     elif state != "running":
         sh(["docker", "start", HOST_CONTAINER])
     for _ in range(90):
@@ -171,8 +233,14 @@ def converge() -> float:
         raise LabError("The project venv is missing: run 'make venv' (make lab does it for you).")
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
     t0 = time.monotonic()
-    cmd = [str(ansible), "-i", str(ROOT / "inventories" / "lab"), str(ROOT / "playbooks" / "site.yml"),
-           "-e", f"@{SECRETS}"]
+    cmd = [
+        str(ansible),
+        "-i",
+        str(ROOT / "inventories" / "lab"),
+        str(ROOT / "playbooks" / "site.yml"),
+        "-e",
+        f"@{SECRETS}",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, env=env)
     if res.returncode != 0:
         raise LabError("playbooks/site.yml failed on the lab host: the task output above names the failing step.")

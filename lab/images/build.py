@@ -38,9 +38,24 @@ RECIPES: dict[str, dict] = {
         "tag": "voiceops/labhost:12",
         "suite": "bookworm",
         "packages": [
-            "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "python3-requests",
-            "iproute2", "iptables", "procps", "ca-certificates", "docker.io", "firewalld",
-            "openssl", "curl", "less", "cron", "python3-cryptography", "python3-docker",
+            "systemd",
+            "systemd-sysv",
+            "dbus",
+            "python3",
+            "python3-apt",
+            "python3-requests",
+            "iproute2",
+            "iptables",
+            "procps",
+            "ca-certificates",
+            "docker.io",
+            "firewalld",
+            "openssl",
+            "curl",
+            "less",
+            "cron",
+            "python3-cryptography",
+            "python3-docker",
         ],
         "script": """
             systemctl mask getty@tty1.service console-getty.service systemd-logind.service \
@@ -58,8 +73,11 @@ RECIPES: dict[str, dict] = {
         "suite": "trixie",
         "packages": ["ca-certificates", "procps", "iproute2", "tzdata", "passwd"],
         "sid_packages": [
-            "asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm",
-            "asterisk-moh-opsound-gsm", "asterisk-opus",
+            "asterisk",
+            "asterisk-modules",
+            "asterisk-core-sounds-en-gsm",
+            "asterisk-moh-opsound-gsm",
+            "asterisk-opus",
         ],
         "script": """
             id asterisk >/dev/null 2>&1 || useradd -r -d /var/lib/asterisk asterisk
@@ -71,7 +89,9 @@ RECIPES: dict[str, dict] = {
                 /var/log/asterisk /var/run/asterisk
             # Upstream keeps data (sounds, moh) under /var/lib/asterisk; Debian under
             # /usr/share/asterisk. Offer both paths.
-            for d in /usr/share/asterisk/sounds/*; do [ -e "/var/lib/asterisk/sounds/${d##*/}" ] || ln -s "$d" /var/lib/asterisk/sounds/; done
+            for d in /usr/share/asterisk/sounds/*; do
+                [ -e "/var/lib/asterisk/sounds/${d##*/}" ] || ln -s "$d" /var/lib/asterisk/sounds/
+            done
             [ -e /var/lib/asterisk/moh ] || ln -s /usr/share/asterisk/moh /var/lib/asterisk/moh
             install -m 0755 /files/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
         """,
@@ -154,7 +174,8 @@ def inputs_hash(name: str) -> str:
 def image_hash(tag: str) -> str | None:
     res = subprocess.run(
         ["docker", "image", "inspect", "-f", '{{ index .Config.Labels "voiceops.inputs" }}', tag],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return res.stdout.strip() if res.returncode == 0 else None
 
@@ -176,9 +197,14 @@ def base_root(suite: str, cache: Path) -> Path:
 
 
 def chroot_sh(root: Path, script: str) -> None:
-    run(["chroot", str(root), "/bin/sh", "-ec", script], env={
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8",
-    })
+    run(
+        ["chroot", str(root), "/bin/sh", "-ec", script],
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "DEBIAN_FRONTEND": "noninteractive",
+            "LANG": "C.UTF-8",
+        },
+    )
 
 
 def build(name: str, out: Path, cache: Path) -> None:

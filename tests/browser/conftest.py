@@ -32,7 +32,8 @@ def lab():
     name = _container()
     res = subprocess.run(
         ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if res.returncode != 0:
         pytest.fail(f"lab host container {name} not found: run `make lab` (or molecule converge) first")
@@ -86,11 +87,18 @@ class Phone:
             headless=True,
             ignore_default_args=["--mute-audio"],
             args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-quic",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
                 f"--use-file-for-fake-audio-capture={tone}",
-                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                "--allow-loopback-in-peer-connection",
+                "--autoplay-policy=no-user-gesture-required",
             ],
         )
         # The lab CA is not in Chromium's store: ignore certificate errors in tests only.
@@ -106,9 +114,7 @@ class Phone:
         self.wait_reg("registered", timeout)
 
     def wait_reg(self, state: str, timeout: float = 15000) -> None:
-        self.page.wait_for_function(
-            "(s) => window.softphone.state().registration === s", arg=state, timeout=timeout
-        )
+        self.page.wait_for_function("(s) => window.softphone.state().registration === s", arg=state, timeout=timeout)
 
     def wait_call(self, state: str, timeout: float = 20000) -> None:
         self.page.wait_for_function("(s) => window.softphone.state().call === s", arg=state, timeout=timeout)
@@ -118,13 +124,16 @@ class Phone:
 
     def tone_levels(self, freqs: list[float], seconds: float = 1.5) -> dict:
         """dB above the median spectrum level at each frequency of the received audio."""
-        return self.page.evaluate(ANALYSE_JS, {"freqs": freqs, "ms": int(seconds * 1000)})
+        res = self.page.evaluate(ANALYSE_JS, {"freqs": freqs, "ms": int(seconds * 1000)})
+        if isinstance(res, dict):
+            return res
+        return {str(f): level for f, level in zip(freqs, res)}
 
     def close(self) -> None:
         try:
             self.browser.close()
-        except Exception:  # noqa: BLE001 - best effort at teardown
-            pass
+        except Exception:  # noqa: BLE001, S110 - best effort at teardown
+            return
 
 
 ANALYSE_JS = """
@@ -153,12 +162,12 @@ async ({freqs, ms}) => {
   const upto = Math.floor(4000 / binHz);
   const sorted = avg.slice(2, upto).sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
-  const out = {};
+  const out = [];
   for (const f of freqs) {
     const b = Math.round(f / binHz);
     let peak = -1e9;
     for (let i = b - 2; i <= b + 2; i++) peak = Math.max(peak, avg[i]);
-    out[String(f)] = peak - median;
+    out.push(peak - median);
   }
   src.disconnect();
   await ctx.close();

@@ -46,7 +46,10 @@ def test_two_users_register(phones, lab):
 
 def test_wrong_password_is_reported_without_retry_storm(phones, lab):
     a = phones("1002")
-    a.js("([u, p]) => window.softphone.login(u, p)", ["1002", "not-the-password"])
+    err = a.js(
+        "([u, p]) => window.softphone.login(u, p).then(() => 'ok', (e) => String(e))", ["1002", "not-the-password"]
+    )
+    assert "Wrong extension or password" in err
     a.wait_reg("failed")
     status = a.page.inner_text("#reg-status")
     assert "Wrong extension or password" in status

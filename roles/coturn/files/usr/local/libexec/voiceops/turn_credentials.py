@@ -77,7 +77,7 @@ def make_handler(cfg):
             self._send(200, {"username": username, "credential": credential, "ttl": cfg["ttl"], "uris": cfg["uris"]})
 
         def log_message(self, fmt, *args):  # no credentials are ever logged
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
     return Handler
 

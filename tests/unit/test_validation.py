@@ -1,0 +1,113 @@
+"""Bad inventory input fails in the roles' validation, naming the variable.
+
+Each case runs the role's tasks/validate.yml (the same tasks site.yml's
+preflight play runs before any change) through ansible-playbook on localhost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "tests" / "validation" / "validate.yml"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+GOOD_AGENTS = [
+    {"extension": "1000", "password": "Str0ng-enough-pass1"},
+    {"extension": "1001", "password": "Str0ng-enough-pass2"},
+]
+BASE = {
+    "asterisk": {"asterisk_ami_secret": "a" * 20, "asterisk_agents": GOOD_AGENTS},
+    "coturn": {"coturn_static_auth_secret": "s" * 30},
+    "nginx_tls": {"nginx_tls_generate_lab_ca": True},
+    "firewalld": {},
+}
+
+CASES = [
+    # (role, overrides, variable named in the error)
+    ("asterisk", {"asterisk_rtp_port_start": 10000}, "asterisk_rtp_port_start"),
+    ("asterisk", {"asterisk_rtp_port_start": 20000, "asterisk_rtp_port_end": 20050}, "asterisk_rtp_port_start"),
+    ("asterisk", {"asterisk_agents": []}, "asterisk_agents"),
+    ("asterisk", {"asterisk_agents": GOOD_AGENTS + [GOOD_AGENTS[0]]}, "asterisk_agents"),
+    ("asterisk", {"asterisk_agents": [{"extension": "10a0", "password": "Str0ng-enough-pass1"}]}, "asterisk_agents"),
+    ("asterisk", {"asterisk_agents": [{"extension": "1000", "password": "short"}]}, "asterisk_agents"),
+    ("asterisk", {"asterisk_agents": [{"extension": "1000"}]}, "asterisk_agents"),
+    ("asterisk", {"asterisk_ami_secret": "short"}, "asterisk_ami_secret"),
+    ("asterisk", {"asterisk_codecs": ["opus", "speex"]}, "asterisk_codecs"),
+    (
+        "asterisk",
+        {"asterisk_agents": [{"extension": "600", "password": "Str0ng-enough-pass1"}]},
+        "asterisk_feature_codes",
+    ),
+    ("coturn", {"coturn_static_auth_secret": "tooshort"}, "coturn_static_auth_secret"),
+    (
+        "coturn",
+        {
+            "coturn_relay_port_start": 15000,
+            "coturn_relay_port_end": 16000,
+            "asterisk_rtp_port_start": 10082,
+            "asterisk_rtp_port_end": 20000,
+        },
+        "coturn_relay_port_start",
+    ),
+    ("nginx_tls", {"nginx_tls_generate_lab_ca": False}, "nginx_tls_certificate_src"),
+    (
+        "nginx_tls",
+        {
+            "nginx_tls_generate_lab_ca": False,
+            "nginx_tls_certificate_src": "/nonexistent/cert.pem",
+            "nginx_tls_private_key_src": "/nonexistent/key.pem",
+        },
+        "nginx_tls_certificate_src",
+    ),
+    ("firewalld", {"firewalld_sip_sources": ["10.0.0.300/33x"]}, "firewalld_sip_sources"),
+    ("firewalld", {"firewalld_ports": ["5038/tcp"]}, "firewalld_ports"),
+    ("firewalld", {"firewalld_ports": ["https"]}, "firewalld_ports"),
+]
+
+
+def run_validate(role: str, extra: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    if not ANSIBLE_PLAYBOOK.exists() and not shutil.which("ansible-playbook"):
+        pytest.fail("ansible-playbook not found: run the tests from the project venv (make unit)")
+    varsfile = tmp_path / "vars.json"
+    varsfile.write_text(json.dumps({"validate_role": role, **BASE[role], **extra}))
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="False",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
+    )
+    exe = str(ANSIBLE_PLAYBOOK) if ANSIBLE_PLAYBOOK.exists() else "ansible-playbook"
+    return subprocess.run(
+        [exe, "-i", "localhost,", str(PLAYBOOK), "-e", f"@{varsfile}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.parametrize("role", sorted(BASE))
+def test_good_input_passes(role, tmp_path):
+    res = run_validate(role, {}, tmp_path)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("role,extra,variable", CASES, ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_fails_naming_the_variable(role, extra, variable, tmp_path):
+    res = run_validate(role, extra, tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, f"bad input was accepted: {extra}"
+    failed = [line for line in out.splitlines() if "msg" in line or "FAILED" in line or variable in line]
+    assert variable in out, "\n".join(failed)[-2000:]
+    for value in ("Str0ng-enough-pass1", "a" * 20, "s" * 30):
+        assert value not in out, "a secret value appeared in the output"
