@@ -10,7 +10,7 @@ COLLECTION_LINK := .lab/collections/ansible_collections/voiceops/webrtc_pbx
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link secrets help
+.PHONY: bench lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link secrets help
 
 help:
 	@sed -n '2,4p' Makefile
@@ -34,11 +34,16 @@ softphone/dist/app.js: node_modules/.installed $(shell find softphone/src -type 
 
 softphone: softphone/dist/app.js
 
-$(COLLECTION_LINK):
-	mkdir -p $(dir $(COLLECTION_LINK))
-	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+# ansible-lint and molecule (ansible-compat) install the collection into
+# ~/.ansible/collections unless a symlink to this checkout is already there; a
+# stale copy left by an earlier checkout would shadow this one, so link it.
+ANSIBLE_HOME_LINK := $(HOME)/.ansible/collections/ansible_collections/voiceops/webrtc_pbx
 
-collection-link: $(COLLECTION_LINK)
+collection-link:
+	mkdir -p $(dir $(COLLECTION_LINK)) $(dir $(ANSIBLE_HOME_LINK))
+	ln -sfn $(CURDIR) $(COLLECTION_LINK)
+	@if [ -e $(ANSIBLE_HOME_LINK) ] && [ ! -L $(ANSIBLE_HOME_LINK) ]; then rm -rf $(ANSIBLE_HOME_LINK); fi
+	ln -sfn $(CURDIR) $(ANSIBLE_HOME_LINK)
 
 dockerd:
 	@python3 lab/lab.py dockerd
@@ -80,5 +85,8 @@ molecule: venv softphone collection-link images secrets
 
 secrets:
 	@python3 lab/lab.py secrets
+
+bench: venv collection-link
+	$(BIN)/python bench/pjsip_state.py
 
 test: lint unit build molecule

@@ -141,18 +141,28 @@ def _password(n: int = 24) -> str:
 
 
 def ensure_secrets() -> dict:
-    """Lab secrets: generated once, kept in .lab/secrets.yml (git-ignored, 0600)."""
+    """Lab secrets: generated once, kept in .lab/secrets.yml (git-ignored, 0600).
+
+    Secrets added by newer versions of the lab are generated and merged in;
+    existing values are never changed.
+    """
     LAB.mkdir(exist_ok=True)
-    if SECRETS.exists():
-        return json.loads(SECRETS.read_text())
-    data = {
-        "asterisk_ami_secret": _password(32),
-        "coturn_static_auth_secret": _password(40),
-        "lab_agent_passwords": {u: _password(20) for u in LAB_USERS},
+    data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
+    wanted = {
+        "asterisk_ami_secret": lambda: _password(32),
+        "asterisk_health_secret": lambda: _password(24),
+        "coturn_static_auth_secret": lambda: _password(40),
+        "nginx_tls_metrics_password": lambda: _password(24),
+        "lab_agent_passwords": lambda: {u: _password(20) for u in LAB_USERS},
     }
-    fd = os.open(SECRETS, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)  # JSON is valid YAML for ansible's -e @file
+    missing = {k: make() for k, make in wanted.items() if k not in data}
+    if missing:
+        data.update(missing)
+        tmp = SECRETS.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)  # JSON is valid YAML for ansible's -e @file
+        os.replace(tmp, SECRETS)
     return data
 
 

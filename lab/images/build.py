@@ -54,6 +54,8 @@ RECIPES: dict[str, dict] = {
             "curl",
             "less",
             "cron",
+            "logrotate",
+            "sudo",
             "python3-cryptography",
             "python3-docker",
         ],

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.voiceops.webrtc_pbx.plugins.module_utils.ami import AMIActionError, AMIAuthError
+
 #: Device states that mean "not online" when no contact says otherwise.
 OFFLINE_DEVICE_STATES = frozenset(("unavailable", "invalid", "unknown"))
 #: Contact statuses that make an endpoint online.
@@ -133,7 +135,26 @@ def contact_is_reachable(contact):
 
 
 def contact_is_registered(contact):
-    return contact["status"].lower() not in GONE_CONTACT_STATUSES
+    return not contact.get("static") and contact["status"].lower() not in GONE_CONTACT_STATUSES
+
+
+def static_contacts(event, known_uris):
+    """Contacts configured on the AOR (``contact=``, e.g. a trunk).
+
+    ``PJSIPShowContacts`` lists only registered contacts, but the endpoint's
+    ``Contacts`` field names every contact as ``aor/uri``. A qualified static
+    contact has no status of its own in any list action, so it is derived from
+    the endpoint's device state, which Asterisk sets to Unavailable when none
+    of its contacts answers OPTIONS.
+    """
+    device_state = str(field(event, "DeviceState", "") or "Unknown").lower()
+    status = "Unreachable" if device_state in OFFLINE_DEVICE_STATES else "Reachable"
+    found = []
+    for item in split_list(str(field(event, "Contacts", "") or "")):
+        uri = item.split("/", 1)[1] if "/" in item else item
+        if uri and uri not in known_uris:
+            found.append({"uri": uri, "status": status, "rtt_ms": None, "user_agent": "", "static": True})
+    return found
 
 
 def build_endpoints(endpoint_events, contact_events=()):
@@ -166,6 +187,7 @@ def build_endpoints(endpoint_events, contact_events=()):
                 continue
             seen.add(contact["uri"])
             own.append(dict(contact))
+        own.extend(static_contacts(event, seen))
         own.sort(key=lambda c: c["uri"])
         device_state = str(field(event, "DeviceState", "") or "Unknown")
         online = device_state.lower() not in OFFLINE_DEVICE_STATES or any(contact_is_online(c) for c in own)
@@ -281,3 +303,22 @@ def evaluate_wait(endpoints, wait_for="online", names=None, min_online=None):
     if details:
         message += f"; not {wait_for}: {'; '.join(details)}"
     return ok, failing, message
+
+
+def _list_events(client, action, complete_event):
+    try:
+        _, events = client.action_list(action, complete_event=complete_event)
+    except AMIAuthError:
+        raise
+    except AMIActionError as exc:
+        if is_empty_listing_error(exc.message):
+            return []
+        raise
+    return events
+
+
+def fetch_endpoints(client):
+    """One PJSIPShowEndpoints plus one PJSIPShowContacts -> endpoint list."""
+    endpoint_events = _list_events(client, "PJSIPShowEndpoints", "EndpointListComplete")
+    contact_events = _list_events(client, "PJSIPShowContacts", "ContactListComplete")
+    return build_endpoints(endpoint_events, contact_events)

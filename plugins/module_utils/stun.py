@@ -6,11 +6,17 @@
 Standard library only.  The client sends one Binding Request over UDP (with
 RFC 5389 retransmissions: RTO 500 ms, doubling) or TCP and decodes the
 ``XOR-MAPPED-ADDRESS`` (or, from RFC 3489 servers, ``MAPPED-ADDRESS``).
+
+The generic pieces (message types of any method, ``MESSAGE-INTEGRITY`` with
+long-term credentials, :func:`connect` and :func:`exchange`) are shared with
+the TURN client in ``turn.py``.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import os
 import socket
@@ -92,6 +98,25 @@ class STUNErrorResponse(STUNError):
         super().__init__(f"STUN error response {code} {reason}")
 
 
+MESSAGE_CLASSES = ("request", "indication", "success", "error")
+
+
+def message_type(method, klass):
+    """Message type of ``method`` (12 bits) in ``klass`` (request, indication, success, error)."""
+    c = MESSAGE_CLASSES.index(klass)
+    return ((method & 0x0F80) << 2) | ((method & 0x0070) << 1) | (method & 0x000F) | ((c & 0x2) << 7) | ((c & 0x1) << 4)
+
+
+def long_term_key(username, realm, password):
+    """RFC 5389 long-term credential key: MD5(username ":" realm ":" password).
+
+    The strings are used as given (UTF-8); SASLprep is not applied, which makes
+    no difference for ASCII credentials.
+    """
+    data = f"{username}:{realm}:{password}".encode()
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
 def new_transaction_id():
     return os.urandom(12)
 
@@ -104,11 +129,19 @@ def encode_attribute(attr_type, value):
     return struct.pack("!HH", attr_type, len(value)) + value + b"\x00" * _pad(len(value))
 
 
-def encode_message(msg_type, transaction_id, attributes=(), fingerprint=False):
-    """Encode a STUN message.  ``attributes`` is a list of (type, bytes)."""
+def encode_message(msg_type, transaction_id, attributes=(), fingerprint=False, integrity_key=None):
+    """Encode a STUN message.  ``attributes`` is a list of (type, bytes).
+
+    With ``integrity_key`` a ``MESSAGE-INTEGRITY`` (HMAC-SHA1) is appended
+    after the attributes and before the optional ``FINGERPRINT``.
+    """
     if len(transaction_id) != 12:
         raise ValueError("STUN transaction id must be 12 bytes")
     body = b"".join(encode_attribute(t, v) for t, v in attributes)
+    if integrity_key is not None:
+        header = struct.pack("!HHI", msg_type, len(body) + 24, MAGIC_COOKIE) + transaction_id
+        mac = hmac.new(integrity_key, header + body, hashlib.sha1).digest()
+        body += encode_attribute(ATTR_MESSAGE_INTEGRITY, mac)
     if fingerprint:
         length = len(body) + 8
         header = struct.pack("!HHI", msg_type, length, MAGIC_COOKIE) + transaction_id
@@ -237,6 +270,29 @@ def parse_message(data):
     }
 
 
+def check_message_integrity(data, key):
+    """Verify the ``MESSAGE-INTEGRITY`` of the raw message ``data`` with ``key``.
+
+    Returns ``None`` when the message has no ``MESSAGE-INTEGRITY``, else
+    ``True`` or ``False``.  The HMAC covers the message up to the attribute,
+    with the header length counting up to the end of the attribute.
+    """
+    if len(data) < HEADER_LEN:
+        raise STUNParseError(f"STUN message too short ({len(data)} bytes)")
+    end = HEADER_LEN + struct.unpack("!H", data[2:4])[0]
+    offset = HEADER_LEN
+    while offset + 4 <= min(end, len(data)):
+        attr_type, attr_len = struct.unpack("!HH", data[offset : offset + 4])
+        if attr_type == ATTR_MESSAGE_INTEGRITY:
+            value = data[offset + 4 : offset + 4 + attr_len]
+            if attr_len != 20 or len(value) != 20:
+                raise STUNParseError("Bad MESSAGE-INTEGRITY length")
+            covered = data[:2] + struct.pack("!H", offset + 24 - HEADER_LEN) + data[4:offset]
+            return hmac.compare_digest(hmac.new(key, covered, hashlib.sha1).digest(), value)
+        offset += 4 + attr_len + _pad(attr_len)
+    return None
+
+
 def get_attribute(message, attr_type):
     for t, v in message["attributes"]:
         if t == attr_type:
@@ -303,6 +359,45 @@ def _resolve(host, port, socktype):
     return infos[0]
 
 
+def connect(host, port, transport="udp", timeout=5.0):
+    """Open a UDP (connected) or TCP socket to ``host:port``.
+
+    Returns ``(sock, sockaddr)``; raises :class:`STUNTimeout` or
+    :class:`STUNConnectionError`.
+    """
+    transport = transport.lower()
+    if transport not in ("udp", "tcp"):
+        raise ValueError("transport must be udp or tcp")
+    socktype = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    family, _, proto, _, sockaddr = _resolve(host, port, socktype)
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.settimeout(max(timeout, 0.001))
+        sock.connect(sockaddr)
+    except socket.timeout:
+        sock.close()
+        raise STUNTimeout(f"Timed out connecting to {host}:{port} over {transport}") from None
+    except OSError as exc:
+        sock.close()
+        raise STUNConnectionError(f"Cannot connect to {host}:{port} over {transport}: {exc.strerror or exc}") from None
+    return sock, sockaddr
+
+
+def exchange(sock, transport, request, txid, timeout, host, port, label="STUN", stream_buffer=None):
+    """Send ``request`` on a socket from :func:`connect` and wait for the response to ``txid``.
+
+    UDP requests are retransmitted (RTO 500 ms, doubling) until ``timeout``.
+    Returns ``(data, rtt_seconds, transmissions)``.  ``label`` names the
+    request in timeout errors.  For TCP, pass the same ``stream_buffer``
+    (a ``bytearray``) to consecutive calls on one connection so that bytes read
+    past a response are kept.
+    """
+    deadline = time.monotonic() + timeout
+    if transport == "udp":
+        return _exchange_udp(sock, request, txid, deadline, host, port, label)
+    return _exchange_tcp(sock, request, txid, deadline, host, port, label, stream_buffer)
+
+
 def binding_request(host, port=3478, transport="udp", timeout=5.0, software=None):
     """Send a Binding Request and return the decoded response plus timing.
 
@@ -311,23 +406,10 @@ def binding_request(host, port=3478, transport="udp", timeout=5.0, software=None
     of :func:`interpret_binding_response`.
     """
     transport = transport.lower()
-    if transport not in ("udp", "tcp"):
-        raise ValueError("transport must be udp or tcp")
-    socktype = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-    family, _, proto, _, sockaddr = _resolve(host, port, socktype)
     request, txid = build_binding_request(software=software)
     deadline = time.monotonic() + timeout
-    sock = socket.socket(family, socktype, proto)
+    sock, sockaddr = connect(host, port, transport, timeout)
     try:
-        try:
-            sock.settimeout(max(timeout, 0.001))
-            sock.connect(sockaddr)
-        except socket.timeout:
-            raise STUNTimeout(f"Timed out connecting to {host}:{port} over {transport}") from None
-        except OSError as exc:
-            raise STUNConnectionError(
-                f"Cannot connect to {host}:{port} over {transport}: {exc.strerror or exc}"
-            ) from None
         local = sock.getsockname()
         if transport == "udp":
             data, rtt, transmissions = _exchange_udp(sock, request, txid, deadline, host, port)
@@ -347,14 +429,14 @@ def binding_request(host, port=3478, transport="udp", timeout=5.0, software=None
     return result
 
 
-def _timeout_error(host, port, transport, timeout, transmissions):
+def _timeout_error(host, port, transport, timeout, transmissions, label="STUN Binding"):
     return STUNTimeout(
-        f"No STUN Binding response from {host}:{port} over {transport} within {timeout:.1f}s "
+        f"No {label} response from {host}:{port} over {transport} within {timeout:.1f}s "
         f"({transmissions} request(s) sent)"
     )
 
 
-def _exchange_udp(sock, request, txid, deadline, host, port):
+def _exchange_udp(sock, request, txid, deadline, host, port, label="STUN Binding"):
     total = deadline - time.monotonic()
     rto = RTO_INITIAL
     transmissions = 0
@@ -363,7 +445,7 @@ def _exchange_udp(sock, request, txid, deadline, host, port):
     while True:
         now = time.monotonic()
         if now >= deadline:
-            raise _timeout_error(host, port, "udp", total, transmissions)
+            raise _timeout_error(host, port, "udp", total, transmissions, label)
         if now >= next_send and transmissions < MAX_UDP_TRANSMISSIONS:
             try:
                 sock.send(request)
@@ -394,30 +476,32 @@ def _exchange_udp(sock, request, txid, deadline, host, port):
         return data, time.monotonic() - sent_at, transmissions
 
 
-def _exchange_tcp(sock, request, txid, deadline, host, port):
+def _exchange_tcp(sock, request, txid, deadline, host, port, label="STUN Binding", buffer=None):
     total = deadline - time.monotonic()
     try:
         sock.sendall(request)
     except OSError as exc:
         raise STUNConnectionError(f"Cannot send to {host}:{port} over tcp: {exc.strerror or exc}") from None
     sent_at = time.monotonic()
-    buffer = b""
+    if buffer is None:
+        buffer = bytearray()
     while True:
         if len(buffer) >= HEADER_LEN:
             length = struct.unpack("!H", buffer[2:4])[0]
             if len(buffer) >= HEADER_LEN + length:
-                data, buffer = buffer[: HEADER_LEN + length], buffer[HEADER_LEN + length :]
+                data = bytes(buffer[: HEADER_LEN + length])
+                del buffer[: HEADER_LEN + length]
                 if parse_message(data)["transaction_id"] == txid:
                     return data, time.monotonic() - sent_at, 1
                 continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _timeout_error(host, port, "tcp", total, 1)
+            raise _timeout_error(host, port, "tcp", total, 1, label)
         sock.settimeout(remaining)
         try:
             chunk = sock.recv(65535)
         except socket.timeout:
-            raise _timeout_error(host, port, "tcp", total, 1) from None
+            raise _timeout_error(host, port, "tcp", total, 1, label) from None
         except OSError as exc:
             raise STUNConnectionError(f"Error receiving from {host}:{port}: {exc.strerror or exc}") from None
         if not chunk:

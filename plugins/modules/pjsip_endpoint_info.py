@@ -277,31 +277,11 @@ from ansible_collections.voiceops.webrtc_pbx.plugins.module_utils.ami import (
     AMITimeout,
 )
 from ansible_collections.voiceops.webrtc_pbx.plugins.module_utils.pjsip_state import (
-    build_endpoints,
     evaluate_wait,
-    is_empty_listing_error,
+    fetch_endpoints,
     select_endpoints,
     summarize,
 )
-
-
-def _list_events(client, action, complete_event):
-    try:
-        _, events = client.action_list(action, complete_event=complete_event)
-    except AMIAuthError:
-        raise
-    except AMIActionError as exc:
-        if is_empty_listing_error(exc.message):
-            return []
-        raise
-    return events
-
-
-def fetch_endpoints(client):
-    """One PJSIPShowEndpoints plus one PJSIPShowContacts -> endpoint list."""
-    endpoint_events = _list_events(client, "PJSIPShowEndpoints", "EndpointListComplete")
-    contact_events = _list_events(client, "PJSIPShowContacts", "ContactListComplete")
-    return build_endpoints(endpoint_events, contact_events)
 
 
 def _error_message(exc):

@@ -24,7 +24,7 @@ GOOD_AGENTS = [
     {"extension": "1001", "password": "Str0ng-enough-pass2"},
 ]
 BASE = {
-    "asterisk": {"asterisk_ami_secret": "a" * 20, "asterisk_agents": GOOD_AGENTS},
+    "asterisk": {"asterisk_ami_secret": "a" * 20, "asterisk_health_secret": "h" * 20, "asterisk_agents": GOOD_AGENTS},
     "coturn": {"coturn_static_auth_secret": "s" * 30},
     "nginx_tls": {"nginx_tls_generate_lab_ca": True},
     "firewalld": {},
@@ -46,6 +46,8 @@ CASES = [
         {"asterisk_agents": [{"extension": "600", "password": "Str0ng-enough-pass1"}]},
         "asterisk_feature_codes",
     ),
+    ("asterisk", {"asterisk_health_secret": "short"}, "asterisk_health_secret"),
+    ("nginx_tls", {"nginx_tls_metrics_password": "short"}, "nginx_tls_metrics_password"),
     ("coturn", {"coturn_static_auth_secret": "tooshort"}, "coturn_static_auth_secret"),
     (
         "coturn",
@@ -109,5 +111,5 @@ def test_bad_input_fails_naming_the_variable(role, extra, variable, tmp_path):
     assert res.returncode != 0, f"bad input was accepted: {extra}"
     failed = [line for line in out.splitlines() if "msg" in line or "FAILED" in line or variable in line]
     assert variable in out, "\n".join(failed)[-2000:]
-    for value in ("Str0ng-enough-pass1", "a" * 20, "s" * 30):
+    for value in ("Str0ng-enough-pass1", "a" * 20, "h" * 20, "s" * 30):
         assert value not in out, "a secret value appeared in the output"

@@ -226,3 +226,48 @@ def test_helpers():
     assert is_empty_listing_error("No Contacts found\n")
     assert not is_empty_listing_error("Permission denied")
     assert not is_empty_listing_error("")
+
+
+def _static_event(device_state):
+    return {
+        "Event": "EndpointList",
+        "ObjectName": "genesys",
+        "Aor": "genesys",
+        "Contacts": "genesys/sip:192.0.2.10:5060,",
+        "DeviceState": device_state,
+        "ActiveChannels": "",
+    }
+
+
+def test_static_trunk_contact_status_follows_device_state():
+    # PJSIPShowContacts never lists static (contact=) contacts; as seen on Asterisk 22.10.
+    up = build_endpoints([_static_event("Not in use")], [])[0]
+    assert up["contacts"] == [
+        {"uri": "sip:192.0.2.10:5060", "status": "Reachable", "rtt_ms": None, "user_agent": "", "static": True}
+    ]
+    assert up["reachable"] and not up["registered"]
+    down = build_endpoints([_static_event("Unavailable")], [])[0]
+    assert down["contacts"][0]["status"] == "Unreachable"
+    assert not down["reachable"] and not down["online"]
+
+
+def test_registered_contact_is_not_duplicated_as_static():
+    event = {
+        "Event": "EndpointList",
+        "ObjectName": "1000",
+        "Aor": "1000",
+        "Contacts": "1000/sip:a@b.invalid;transport=ws,",
+        "DeviceState": "Not in use",
+    }
+    contact = {
+        "Event": "ContactList",
+        "ObjectName": "1000;@abc",
+        "Aor": "1000",
+        "Endpoint": "1000",
+        "Uri": "sip:a@b.invalid;transport=ws",
+        "Status": "Reachable",
+        "RoundtripUsec": "1500",
+        "UserAgent": "JsSIP",
+    }
+    ep = build_endpoints([event], [contact])[0]
+    assert len(ep["contacts"]) == 1 and ep["registered"]

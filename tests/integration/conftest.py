@@ -12,6 +12,7 @@ import math
 import os
 import struct
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -188,3 +189,107 @@ def phones(playwright_instance, lab, tone_files):
     yield make
     for phone in made:
         phone.close()
+
+
+# Running the collection's modules and playbooks against the lab host.
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict:
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_COLLECTIONS_PATH=str(LAB / "collections"),
+    )
+
+
+@pytest.fixture(scope="session")
+def inventory(lab, tmp_path_factory):
+    """The lab inventory, pointed at whichever lab host container this run uses."""
+    d = tmp_path_factory.mktemp("inventory")
+    (d / "hosts.yml").write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {
+                        "webrtc_pbx": {
+                            "children": {
+                                "asterisk_nodes": {"hosts": {"lab-pbx": None}},
+                                "edge_nodes": {"hosts": {"lab-pbx": None}},
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
+    (d / "host_vars").mkdir()
+    (d / "host_vars" / "lab-pbx.yml").write_text(
+        json.dumps(
+            {
+                "ansible_connection": "community.docker.docker",
+                "ansible_host": lab["container"],
+                "ansible_python_interpreter": "/usr/bin/python3",
+            }
+        )
+    )
+    (d / "group_vars").symlink_to(ROOT / "inventories" / "lab" / "group_vars")
+    return d
+
+
+def run_module(inventory, module: str, args: dict, tmp_path: Path) -> dict:
+    play = [
+        {
+            "hosts": "lab-pbx",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "run", f"voiceops.webrtc_pbx.{module}": args, "register": "out", "ignore_errors": True},
+                {
+                    "name": "dump",
+                    "ansible.builtin.copy": {"content": "{{ out | to_json }}", "dest": str(tmp_path / "out.json")},
+                    "delegate_to": "localhost",
+                },
+            ],
+        }
+    ]
+    pb = tmp_path / "play.yml"
+    pb.write_text(json.dumps(play))
+    res = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(pb), "-e", f"@{LAB / 'secrets.yml'}"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (tmp_path / "out.json").exists(), res.stdout[-3000:] + res.stderr[-2000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def ami_args(**extra) -> dict:
+    return {"ami_username": "voiceops", "ami_secret": "{{ asterisk_ami_secret }}", **extra}
+
+
+def _health(inventory, tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    report = tmp_path / "health-report.json"
+    res = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(ROOT / "playbooks" / "health.yml"),
+            "-e",
+            f"@{LAB / 'secrets.yml'}",
+            "-e",
+            "health_validate_certs=false",
+            "-e",
+            f"health_report_path={report}",
+            *extra,
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return res, data
