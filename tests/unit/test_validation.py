@@ -28,6 +28,7 @@ BASE = {
     "coturn": {"coturn_static_auth_secret": "s" * 30},
     "nginx_tls": {"nginx_tls_generate_lab_ca": True},
     "firewalld": {},
+    "genesys_trunk": {},
 }
 
 CASES = [
@@ -48,6 +49,24 @@ CASES = [
     ),
     ("asterisk", {"asterisk_health_secret": "short"}, "asterisk_health_secret"),
     ("nginx_tls", {"nginx_tls_metrics_password": "short"}, "nginx_tls_metrics_password"),
+    ("asterisk", {"asterisk_rtp_port_end": 70000}, "asterisk_rtp_port_start"),
+    ("asterisk", {"asterisk_codecs": []}, "asterisk_codecs"),
+    ("asterisk", {"asterisk_agents": [{"extension": "1000", "password": "onlylettersnodigits"}]}, "asterisk_agents"),
+    ("coturn", {"coturn_relay_port_start": 49999, "coturn_relay_port_end": 49160}, "coturn_relay_port_start"),
+    ("coturn", {"coturn_static_auth_secret": None}, "coturn_static_auth_secret"),
+    ("nginx_tls", {"nginx_tls_ws_upstreams": []}, "nginx_tls_ws_upstreams"),
+    ("firewalld", {"firewalld_sip_ports": ["5060"]}, "firewalld_sip_ports"),
+    ("genesys_trunk", {"genesys_trunk_enabled": True}, "genesys_trunk_primary"),
+    (
+        "genesys_trunk",
+        {
+            "genesys_trunk_enabled": True,
+            "genesys_trunk_primary": "192.0.2.10",
+            "genesys_trunk_source_addresses": ["192.0.2.10"],
+            "genesys_trunk_transport": "sctp",
+        },
+        "genesys_trunk_transport",
+    ),
     ("coturn", {"coturn_static_auth_secret": "tooshort"}, "coturn_static_auth_secret"),
     (
         "coturn",

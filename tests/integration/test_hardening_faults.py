@@ -1,0 +1,179 @@
+"""Attacker's-side and fault checks against the lab host (issue #7 pieces).
+
+All traffic goes to the lab host container this run created.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from conftest import BIN, LAB, ROOT, TONES, _env, lab_exec, run_module
+
+
+def test_turn_refuses_relaying_to_loopback_and_private_peers(lab, inventory, tmp_path):
+    peers = ["127.0.0.1", "10.1.2.3", "192.168.1.10", "172.16.5.5", "169.254.1.1"]
+    out = run_module(
+        inventory,
+        "turn_allocation",
+        {
+            "host": lab["ip"],
+            "rest_secret": "{{ coturn_static_auth_secret }}",
+            "rest_user": "attacker",
+            "permission_peers": peers,
+            "expect_permission": "denied",
+        },
+        tmp_path,
+    )
+    assert not out.get("failed"), out.get("msg")
+    assert {p["peer"] for p in out["permissions"] if not p["allowed"] and p["error_code"] == 403} == set(peers)
+
+
+def test_turn_rejects_wrong_rest_secret(lab, inventory, tmp_path):
+    out = run_module(
+        inventory, "turn_allocation", {"host": lab["ip"], "rest_secret": "x" * 40, "rest_user": "attacker"}, tmp_path
+    )
+    assert out.get("failed")
+    assert "401" in out["msg"] or "credential" in out["msg"].lower()
+
+
+def test_unauthenticated_invite_to_outside_number_is_rejected(lab, inventory, tmp_path):
+    # A toll-fraud attempt at the public address with guessed credentials -> no call.
+    out = run_module(
+        inventory,
+        "sip_echo_call",
+        {
+            "host": lab["ip"],
+            "target": "900442071234567",
+            "username": "1000",
+            "password": "guessed-password-1",
+            "timeout": 10,
+        },
+        tmp_path,
+    )
+    assert out.get("failed")
+    print("\n" + out["msg"])
+    assert "401" in out["msg"] or "403" in out["msg"], out["msg"]
+
+
+def _site(inventory, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(ROOT / "playbooks" / "site.yml"),
+        "-e",
+        f"@{LAB / 'secrets.yml'}",
+        *extra,
+    ]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+def test_site_verbose_output_holds_no_secret(inventory):
+    res = _site(inventory, "-v")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "changed=0" in res.stdout, "re-running site.yml must change nothing"
+    secrets = json.loads((LAB / "secrets.yml").read_text())
+    values = [v for v in secrets.values() if isinstance(v, str)] + list(secrets["lab_agent_passwords"].values())
+    leaked = [v[:4] + "..." for v in values if v in res.stdout or v in res.stderr]
+    assert not leaked, f"secret values in the -v output: {leaked}"
+
+
+def test_live_call_survives_a_config_change_and_reconverge(phones, lab, inventory):
+    a = phones("1000")
+    b = phones("1001")
+    a.login(lab["passwords"]["1000"])
+    b.login(lab["passwords"]["1001"])
+    a.js("(t) => window.softphone.call(t)", "1001")
+    b.wait_call("incoming")
+    b.js("() => window.softphone.answer()")
+    b.wait_call("in-call")
+    assert b.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20
+    # A dialplan/PJSIP value changes: site.yml re-renders and reloads (never restarts) Asterisk.
+    res = _site(inventory, "-e", "asterisk_agent_call_limit=3", "--tags", "asterisk")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "Reload asterisk" in res.stdout
+    assert a.js("() => window.softphone.state().call") == "in-call"
+    assert b.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20, "audio lost after the reload"
+    assert a.tone_levels([TONES["1001"]])[str(TONES["1001"])] > 20
+    a.js("() => window.softphone.hangup()")
+    res = _site(inventory, "--tags", "asterisk")  # back to the inventory's value
+    assert res.returncode == 0, res.stdout[-3000:]
+
+
+def test_asterisk_crash_recovers_and_agents_reregister(phones, lab):
+    a = phones("1000")
+    b = phones("1001")
+    a.login(lab["passwords"]["1000"])
+    b.login(lab["passwords"]["1001"])
+    pid = lab_exec(lab, "docker", "inspect", "-f", "{{.State.Pid}}", "webrtc-asterisk").strip()
+    started = lab_exec(lab, "docker", "inspect", "-f", "{{.State.StartedAt}}", "webrtc-asterisk").strip()
+    lab_exec(lab, "kill", "-9", pid)  # a crash, not a docker stop: the restart policy applies
+    t0 = time.monotonic()
+    deadline = t0 + 60
+    back = None
+    while time.monotonic() < deadline:
+        now = lab_exec(lab, "docker", "inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}", "webrtc-asterisk")
+        if now.split()[0] != started and now.split()[-1] == "true":
+            back = time.monotonic() - t0
+            break
+        time.sleep(0.5)
+    assert back is not None, "Asterisk did not come back by its restart policy"
+    a.wait_reg("registered", timeout=45000)
+    b.wait_reg("registered", timeout=45000)
+    # both must really be registered in the new Asterisk, not just in the page
+    deadline = time.monotonic() + 30
+    contacts = ""
+    while time.monotonic() < deadline:
+        contacts = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show contacts")
+        if "1000/" in contacts and "1001/" in contacts:
+            break
+        time.sleep(1)
+    took = time.monotonic() - t0
+    print(f"\nAsterisk killed: container back in {back:.1f} s, both agents registered again after {took:.1f} s")
+    assert "1000/" in contacts and "1001/" in contacts
+    assert took <= 30, f"agents took {took:.1f} s to register again (goal 30 s)"
+
+
+def test_nginx_restart_agents_reconnect(phones, lab):
+    a = phones("1000")
+    a.login(lab["passwords"]["1000"])
+    lab_exec(lab, "docker", "restart", "-t", "2", "webrtc-nginx")
+    t0 = time.monotonic()
+    deadline = t0 + 45
+    contacts = ""
+    while time.monotonic() < deadline:
+        contacts = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show contacts")
+        state = a.js("() => window.softphone.state().registration")
+        if state == "registered" and "1000/" in contacts and time.monotonic() - t0 > 3:
+            break
+        time.sleep(1)
+    print(f"\nnginx restarted: agent registered again after {time.monotonic() - t0:.1f} s")
+    assert a.js("() => window.softphone.state().registration") == "registered"
+    a.js("(t) => window.softphone.call(t)", "600")
+    a.wait_call("in-call")
+    assert a.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20
+    a.js("() => window.softphone.hangup()")
+
+
+def _tls_probe(ip: str, port: int, proto: str) -> str:
+    if "-cipher" not in proto:
+        proto += " -cipher DEFAULT@SECLEVEL=0"
+    cmd = f"echo | timeout 8 openssl s_client -connect {ip}:{port} {proto} 2>&1"
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True).stdout
+
+
+def test_tls_scan_https_and_turns(lab):
+    for port in (443, 8089, 5349):
+        modern = _tls_probe(lab["ip"], port, "-tls1_2")
+        assert "Cipher is (NONE)" not in modern and "Cipher is" in modern, f"{port}: TLS 1.2 not offered"
+        if port != 5349:  # coturn 4.6.1 (Debian 12) serves TURN/TLS with TLS 1.2 only
+            assert "TLSv1.3" in _tls_probe(lab["ip"], port, "-tls1_3"), f"{port}: TLS 1.3 not offered"
+        for old in ("-tls1", "-tls1_1"):
+            out = _tls_probe(lab["ip"], port, old)
+            # refused with an alert, or left hanging until the timeout: never a completed handshake
+            assert "BEGIN CERTIFICATE" not in out and not re.search(r"Cipher is (?!\(NONE\))", out), f"{port} {old}"
+        weak = _tls_probe(lab["ip"], port, "-tls1_2 -cipher RC4:3DES:NULL:EXPORT:DES:MD5")
+        assert "BEGIN CERTIFICATE" not in weak, f"{port}: a weak cipher was accepted"
