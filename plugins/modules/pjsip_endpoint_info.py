@@ -19,12 +19,12 @@ description:
     are not.
 author:
   - voiceops contributors (@voiceops)
+extends_documentation_fragment:
+  - voiceops.webrtc_pbx.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   ami_host:

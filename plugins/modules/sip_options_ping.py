@@ -18,13 +18,13 @@ description:
   - Uses only the Python standard library.
 author:
   - voiceops contributors (@voiceops)
+extends_documentation_fragment:
+  - voiceops.webrtc_pbx.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only sends a read-only OPTIONS request, so it runs normally in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   host:

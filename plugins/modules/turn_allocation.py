@@ -28,14 +28,14 @@ description:
   - Uses only the Python standard library.
 author:
   - voiceops contributors (@voiceops)
+extends_documentation_fragment:
+  - voiceops.webrtc_pbx.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The allocation only lives for the duration of the module and is freed at the end, so the module runs
       normally in check mode and always reports C(changed=false).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 options:
   host:

@@ -137,6 +137,15 @@ class Phone:
             return
 
 
+def connect(caller: Phone, callee: Phone) -> None:
+    """caller dials callee, callee answers; returns when both are in the call."""
+    caller.js("(t) => window.softphone.call(t)", callee.user)
+    callee.wait_call("incoming")
+    callee.js("() => window.softphone.answer()")
+    caller.wait_call("in-call")
+    callee.wait_call("in-call")
+
+
 ANALYSE_JS = """
 async ({freqs, ms}) => {
   const stream = window.softphone.remoteStream();
@@ -200,6 +209,7 @@ def _env() -> dict:
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_COLLECTIONS_PATH=str(LAB / "collections"),
     )
 
