@@ -35,6 +35,13 @@ NETWORK = "webrtc-lab"
 DOCKER_VOLUME = "webrtc-lab-docker"
 DATA_VOLUME = "webrtc-lab-data"
 LAB_USERS = ["1000", "1001", "1002"]
+# Fixed addresses: the inventory names the trunk's SIP Servers before anything
+# runs. VOICEOPS_LAB_NET moves the lab (molecule uses another /24).
+NET_PREFIX = os.environ.get("VOICEOPS_LAB_NET", "172.28.77")
+SUBNET = f"{NET_PREFIX}.0/24"
+HOST_IP = f"{NET_PREFIX}.10"
+SIM_PRIMARY_IP = f"{NET_PREFIX}.21"
+SIM_BACKUP_IP = f"{NET_PREFIX}.22"
 
 # Every capability Docker 20.10 knows except SYS_RESOURCE: --privileged fails on our machines.
 CAPABILITIES = [
@@ -202,9 +209,30 @@ def labhost_run_args(name: str, hostname: str) -> list[str]:
     return args
 
 
+def ensure_network() -> None:
+    res = sh(["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", NETWORK], check=False)
+    if res.returncode != 0:
+        sh(["docker", "network", "create", "--subnet", SUBNET, NETWORK])
+    elif res.stdout.strip() != SUBNET:
+        got = res.stdout.strip()
+        raise LabError(f"network {NETWORK} exists with subnet {got}, not {SUBNET}: run 'make lab-down' first.")
+
+
+def ensure_simulator() -> None:
+    """Genesys SIP Server simulator, primary and backup (lab/simulator.py)."""
+    import simulator  # noqa: PLC0415 - lab/ is not a package
+
+    for role, ip in (("primary", SIM_PRIMARY_IP), ("backup", SIM_BACKUP_IP)):
+        if container_state(simulator.NAMES[role]) == "running":
+            continue
+        try:
+            simulator.start(role, NETWORK, ip, HOST_IP)
+        except simulator.SimError as exc:
+            raise LabError(f"the Genesys simulator did not start: {exc}") from exc
+
+
 def ensure_host() -> None:
-    if sh(["docker", "network", "inspect", NETWORK], check=False).returncode != 0:
-        sh(["docker", "network", "create", NETWORK])
+    ensure_network()
     state = container_state(HOST_CONTAINER)
     if state is None:
         sh(
@@ -214,6 +242,8 @@ def ensure_host() -> None:
                 *labhost_run_args(HOST_CONTAINER, "pbx-lab"),
                 "--network",
                 NETWORK,
+                "--ip",
+                HOST_IP,
                 "--volume",
                 f"{DOCKER_VOLUME}:/var/lib/docker",
                 "--volume",
@@ -272,6 +302,16 @@ def write_lab_json(data: dict) -> dict:
         "ca_certificate": str(ca),
         "echo_test": "600",
         "users": [{"user": u, "password": p} for u, p in data["lab_agent_passwords"].items()],
+        "trunk_simulator": {
+            "what": "Genesys SIP Server simulator (lab/simulator.py), Asterisk answering like SIP Server",
+            "primary": {"container": "webrtc-genesys-sim-primary", "address": SIM_PRIMARY_IP, "port": 5060},
+            "backup": {"container": "webrtc-genesys-sim-backup", "address": SIM_BACKUP_IP, "port": 5060},
+            "outbound": "dial 9 + any number from the softphone: the simulator answers and echoes your audio",
+            "inbound": ".venv/bin/python lab/simulator.py call primary 5000  (route point 5000 -> agent 1000)",
+            "dialled_numbers": ".venv/bin/python lab/simulator.py dialled primary",
+            "trunk_state": ".venv/bin/python lab/simulator.py status primary",
+            "failure_modes": ".venv/bin/python lab/simulator.py mode primary echo|busy|fail|silent",
+        },
     }
     fd = os.open(LAB_JSON, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -285,6 +325,7 @@ def up(args: argparse.Namespace) -> None:
     ensure_images()
     data = ensure_secrets()
     ensure_host()
+    ensure_simulator()
     took = converge()
     info = write_lab_json(data)
     print()
@@ -294,6 +335,7 @@ def up(args: argparse.Namespace) -> None:
     for u in info["users"]:
         print(f"  User {u['user']}  password {u['password']}")
     print(f"  Echo test: dial {info['echo_test']}.  Details: {LAB_JSON.relative_to(ROOT)}")
+    print(f"  Genesys simulator: dial 9 + any number (echoes you back); inbound: {info['trunk_simulator']['inbound']}")
 
 
 def down(args: argparse.Namespace) -> None:
@@ -302,6 +344,9 @@ def down(args: argparse.Namespace) -> None:
         return
     if container_state(HOST_CONTAINER) is not None:
         sh(["docker", "rm", "-f", "-v", HOST_CONTAINER])
+    import simulator  # noqa: PLC0415 - lab/ is not a package
+
+    simulator.down()
     for vol in (DOCKER_VOLUME, DATA_VOLUME):
         sh(["docker", "volume", "rm", "-f", vol], check=False)
     if sh(["docker", "network", "inspect", NETWORK], check=False).returncode == 0:

@@ -54,6 +54,7 @@ function idleSnapshot() {
     muted: false,
     held: false,
     remoteHeld: false,
+    callData: {},
     acceptedAt: null,
     duration: 0,
     endCause: '',
@@ -211,13 +212,17 @@ function bindPhone() {
   phone.addEventListener('accepted', (e) => fire('accepted', e.detail));
   phone.addEventListener('ended', (e) => {
     const d = e.detail;
-    const entries = addCallLogEntry({
+    const entry = {
       direction: d.direction,
       number: d.number,
       duration: d.duration,
       time: new Date(d.startedAt).toISOString(),
       result: d.result,
-    });
+    };
+    if (d.callUUID) {
+      entry.callUUID = d.callUUID;
+    }
+    const entries = addCallLogEntry(entry);
     ui.renderLog(entries);
     fire('ended', d);
   });
@@ -298,6 +303,7 @@ window.softphone = Object.freeze({
       direction: s.direction,
       peer: s.peer,
       reason: s.registrationReason,
+      callData: { ...s.callData },
     };
   },
   login: async (ext, password) => {

@@ -20,7 +20,8 @@ function write(entries) {
   }
 }
 
-// entry: {direction: 'in'|'out', number, duration (s), time (ISO), result}
+// entry: {direction: 'in'|'out', number, duration (s), time (ISO), result,
+//         callUUID (optional: X-Genesys-CallUUID of an incoming call)}
 export function addCallLogEntry(entry) {
   const entries = read();
   entries.unshift(entry);

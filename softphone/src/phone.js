@@ -5,7 +5,8 @@
 //   registered  detail {extension}
 //   incoming    detail {number, display}
 //   accepted    detail {direction, number}
-//   ended       detail {direction, number, cause, originator, failed, duration}
+//   ended       detail {direction, number, cause, originator, failed, result,
+//               statusCode, duration, startedAt, callUUID}
 
 import JsSIP from 'jssip';
 import { TurnCredentials } from './turn.js';
@@ -41,6 +42,12 @@ const RELAY_CUTOFF_MS = 150;
 const DTMF_RE = /^[0-9A-D*#]+$/i;
 const TARGET_RE = /^[A-Za-z0-9_.+*#-]+$/;
 
+// Attached data: INVITE headers shown to the agent (X-* and User-to-User).
+const CALL_DATA_MAX_HEADERS = 20;
+const CALL_DATA_MAX_VALUE = 200;
+const CALL_UUID_HEADER = 'x-genesys-calluuid';
+const isCallDataHeader = (name) => /^x-/i.test(name) || name.toLowerCase() === 'user-to-user';
+
 const now = () => performance.now();
 
 function micError(err) {
@@ -65,6 +72,57 @@ function candidateType(candidate) {
   }
   const m = / typ (\w+)/.exec(candidate.candidate || '');
   return m ? m[1] : '';
+}
+
+// JsSIP keys request.headers by a canonical spelling (X-Genesys-Calluuid);
+// recover the names as they appear on the wire from the raw message.
+function receivedHeaderNames(data) {
+  const names = new Map();
+  const text = typeof data === 'string' ? data : '';
+  const end = text.indexOf('\r\n\r\n');
+  const lines = (end === -1 ? text : text.slice(0, end)).split('\r\n').slice(1);
+  for (const line of lines) {
+    const m = /^([^\s:]+)\s*:/.exec(line);
+    if (m && !names.has(m[1].toLowerCase())) {
+      names.set(m[1].toLowerCase(), m[1]);
+    }
+  }
+  return names;
+}
+
+// {name: value} of the INVITE's X-* and User-to-User headers, in the order
+// received; repeated headers are joined with ", ". At most
+// CALL_DATA_MAX_HEADERS names, values cut to CALL_DATA_MAX_VALUE characters.
+export function extractCallData(request) {
+  const data = {};
+  const headers = request && request.headers;
+  if (!headers || typeof headers !== 'object') {
+    return data;
+  }
+  const received = receivedHeaderNames(request.data);
+  let count = 0;
+  for (const [key, entries] of Object.entries(headers)) {
+    if (!isCallDataHeader(key) || !Array.isArray(entries)) {
+      continue;
+    }
+    if (count >= CALL_DATA_MAX_HEADERS) {
+      break;
+    }
+    const value = entries
+      // Unfold continuation lines; no control characters on screen.
+      .map((h) => String(h && h.raw !== undefined ? h.raw : '')
+        .replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim())
+      .filter(Boolean)
+      .join(', ');
+    data[received.get(key.toLowerCase()) || key] = value.slice(0, CALL_DATA_MAX_VALUE);
+    count += 1;
+  }
+  return data;
+}
+
+function callUUID(data) {
+  const name = Object.keys(data).find((n) => n.toLowerCase() === CALL_UUID_HEADER);
+  return name ? data[name] : '';
 }
 
 function stopStream(stream) {
@@ -108,6 +166,8 @@ export class Phone extends EventTarget {
       muted: Boolean(this.current && this.current.muted),
       held: Boolean(this.current && this.current.held),
       remoteHeld: Boolean(this.current && this.current.remoteHeld),
+      // Only while the call lasts: cleared when it ends.
+      callData: this.current ? { ...this.current.data } : {},
       acceptedAt: call ? call.acceptedAt : null,
       duration: call ? call.duration : 0,
       endCause: call ? call.endCause : '',
@@ -253,7 +313,7 @@ export class Phone extends EventTarget {
     });
     on('newRTCSession', (e) => {
       if (e.originator === 'remote') {
-        this.onIncoming(e.session);
+        this.onIncoming(e.session, e.request);
       }
     });
   }
@@ -352,6 +412,7 @@ export class Phone extends EventTarget {
       direction,
       number,
       display,
+      data: {},
       session: null,
       localStream: null,
       remoteStream: null,
@@ -454,7 +515,7 @@ export class Phone extends EventTarget {
     return done;
   }
 
-  onIncoming(session) {
+  onIncoming(session, request) {
     if (this.current || !this.creds) {
       try {
         session.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
@@ -467,6 +528,11 @@ export class Phone extends EventTarget {
     const number = (identity && identity.uri && identity.uri.user) || 'unknown';
     const display = (identity && identity.display_name) || '';
     const call = this.newCall('in', number, display);
+    try {
+      call.data = extractCallData(request);
+    } catch (err) {
+      call.data = {}; // never let odd headers stop the call from ringing
+    }
     call.timings.invite_received = now();
     call.session = session;
     for (const [name, fn] of Object.entries(this.sessionHandlers(call))) {
@@ -776,6 +842,7 @@ export class Phone extends EventTarget {
       statusCode,
       duration: call.duration,
       startedAt: call.startedAt,
+      callUUID: callUUID(call.data),
     });
   }
 }

@@ -1,6 +1,7 @@
 // DOM rendering and user input. Knows nothing about SIP: it renders a
 // snapshot() of the Phone and calls the action callbacks it was given.
-// All remote-controlled text (caller id) goes through textContent only.
+// All remote-controlled text (caller id, attached data, log entries) goes
+// through textContent / dataset only, never innerHTML.
 
 const REG_TEXT = {
   unregistered: () => 'Unregistered',
@@ -71,6 +72,8 @@ export function createUI(actions) {
     incomingText: $('incoming-text'),
     btnAnswer: $('btn-answer'),
     btnReject: $('btn-reject'),
+    callDataBox: $('call-data-box'),
+    callData: $('call-data'),
     dialForm: $('dial-form'),
     dialInput: $('dial-input'),
     dtmfSent: $('dtmf-sent'),
@@ -87,6 +90,7 @@ export function createUI(actions) {
 
   let snap = null;
   let timer = null;
+  let callDataKey = '';
 
   // ----- input -------------------------------------------------------------
 
@@ -198,6 +202,39 @@ export function createUI(actions) {
     el.callTimer.textContent = formatDuration(seconds);
   }
 
+  // Attached data (SIP headers of the incoming INVITE): inside the incoming
+  // call box while ringing, then just below it until the call ends.
+  function renderCallData(s) {
+    const entries = Object.entries(s.callData || {});
+    const visible = ACTIVE.has(s.call) && entries.length > 0;
+    el.callDataBox.hidden = !visible;
+    if (s.call === 'incoming') {
+      if (el.callDataBox.parentElement !== el.incoming) {
+        el.incoming.append(el.callDataBox);
+      }
+    } else if (el.callDataBox.previousElementSibling !== el.incoming) {
+      el.incoming.after(el.callDataBox);
+    }
+    const key = visible ? JSON.stringify(entries) : '';
+    if (key === callDataKey) {
+      return;
+    }
+    callDataKey = key;
+    el.callData.replaceChildren();
+    if (!visible) {
+      return;
+    }
+    for (const [name, value] of entries) {
+      const dt = document.createElement('dt');
+      const dd = document.createElement('dd');
+      dt.dataset.header = name;
+      dd.dataset.header = name;
+      dt.textContent = name;
+      dd.textContent = String(value);
+      el.callData.append(dt, dd);
+    }
+  }
+
   function render(s) {
     const prev = snap;
     snap = s;
@@ -230,6 +267,8 @@ export function createUI(actions) {
     el.btnMute.textContent = s.muted ? 'Unmute' : 'Mute';
     el.btnHold.setAttribute('aria-pressed', String(s.held));
     el.btnHold.textContent = s.held ? 'Resume' : 'Hold';
+
+    renderCallData(s);
 
     if (s.call === 'incoming' && (!prev || prev.call !== 'incoming')) {
       el.btnAnswer.focus();
@@ -279,6 +318,13 @@ export function createUI(actions) {
         time.textContent = date.toLocaleString();
       }
       li.append(dir, number, duration, time);
+      if (entry.callUUID) {
+        const uuid = document.createElement('span');
+        uuid.className = 'call-uuid';
+        uuid.title = 'X-Genesys-CallUUID';
+        uuid.textContent = `CallUUID ${String(entry.callUUID).slice(0, 200)}`;
+        li.append(uuid);
+      }
       el.callLog.append(li);
     }
   }

@@ -13,6 +13,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / ".lab"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TONES = {"1000": 700.0, "1001": 1300.0, "1002": 1900.0}
+PRESENT_DB = 20.0  # tone this far above the median spectrum level counts as heard
+ABSENT_DB = 10.0
 
 
 def _container() -> str:
@@ -144,6 +147,20 @@ def connect(caller: Phone, callee: Phone) -> None:
     callee.js("() => window.softphone.answer()")
     caller.wait_call("in-call")
     callee.wait_call("in-call")
+
+
+def wait_tone(phone, freq: float, present: bool = True, timeout: float = 8.0) -> float:
+    """Poll the received audio until the tone is (or is not) there; return the last level."""
+    end = time.monotonic() + timeout
+    level = None
+    while time.monotonic() < end:
+        levels = phone.tone_levels([freq], seconds=1.0)
+        assert "error" not in levels, levels
+        level = levels[str(freq)]
+        if (level >= PRESENT_DB) if present else (level < ABSENT_DB):
+            return level
+    state = "heard" if present else "gone"
+    pytest.fail(f"{phone.user}: tone {freq:.0f} Hz never {state} (last level {level:.1f} dB)")
 
 
 ANALYSE_JS = """

@@ -9,30 +9,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from conftest import TONES, connect, lab_exec
-
-PRESENT_DB = 20.0  # tone this far above the median spectrum level counts as heard
-ABSENT_DB = 10.0
+from conftest import PRESENT_DB, TONES, connect, lab_exec, wait_tone
 
 
 def _timings(phone) -> dict:
     t = phone.js("() => window.softphone.timings()")
     return {k: v for k, v in t.items() if v is not None}
-
-
-def _wait_tone(phone, freq: float, present: bool = True, timeout: float = 8.0) -> float:
-    """Poll the received audio until the tone is (or is not) there; return the last level."""
-    end = time.monotonic() + timeout
-    level = None
-    while time.monotonic() < end:
-        levels = phone.tone_levels([freq], seconds=1.0)
-        assert "error" not in levels, levels
-        level = levels[str(freq)]
-        if (level >= PRESENT_DB) if present else (level < ABSENT_DB):
-            return level
-    state = "heard" if present else "gone"
-    pytest.fail(f"{phone.user}: tone {freq:.0f} Hz never {state} (last level {level:.1f} dB)")
 
 
 def test_two_users_register(phones, lab):
@@ -62,7 +44,7 @@ def test_echo_test_returns_own_tone(phones, lab):
     a.login(lab["passwords"]["1000"])
     a.js("(t) => window.softphone.call(t)", "600")
     a.wait_call("in-call")
-    level = _wait_tone(a, TONES["1000"])
+    level = wait_tone(a, TONES["1000"])
     t = _timings(a)
     print(f"\necho 600: INVITE->200 OK {t['accepted'] - t['invite_sent']:.0f} ms, tone level {level:.1f} dB")
     a.js("() => window.softphone.hangup()")
@@ -76,9 +58,9 @@ def test_agent_to_agent_call_mute_hold_dtmf(phones, lab):
     b.login(lab["passwords"]["1001"])
     connect(a, b)
     t0 = time.monotonic()
-    level_b = _wait_tone(b, TONES["1000"])  # B hears A
+    level_b = wait_tone(b, TONES["1000"])  # B hears A
     first_audio_ms = (time.monotonic() - t0) * 1000
-    level_a = _wait_tone(a, TONES["1001"])  # A hears B
+    level_a = wait_tone(a, TONES["1001"])  # A hears B
     t = _timings(a)
     print(
         f"\nA->B: INVITE->200 OK {t['accepted'] - t['invite_sent']:.0f} ms, answer->tone heard at B"
@@ -89,17 +71,17 @@ def test_agent_to_agent_call_mute_hold_dtmf(phones, lab):
 
     # Mute removes A's tone at B; unmute brings it back.
     a.js("() => window.softphone.mute(true)")
-    _wait_tone(b, TONES["1000"], present=False)
+    wait_tone(b, TONES["1000"], present=False)
     a.js("() => window.softphone.mute(false)")
-    _wait_tone(b, TONES["1000"])
+    wait_tone(b, TONES["1000"])
 
     # Hold stops A's tone at B (re-INVITE sendonly/inactive); resume restores it.
     a.js("() => window.softphone.hold(true)")
     a.wait_call("on-hold")
-    _wait_tone(b, TONES["1000"], present=False, timeout=10)
+    wait_tone(b, TONES["1000"], present=False, timeout=10)
     a.js("() => window.softphone.hold(false)")
     a.wait_call("in-call")
-    _wait_tone(b, TONES["1000"], timeout=10)
+    wait_tone(b, TONES["1000"], timeout=10)
 
     a.js("() => window.softphone.hangup()")
     b.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=10000)
@@ -128,7 +110,7 @@ def test_relay_only_call_through_coturn(phones, lab):
     a.login(lab["passwords"]["1001"])
     a.js("(t) => window.softphone.call(t)", "600")
     a.wait_call("in-call", timeout=30000)
-    level = _wait_tone(a, TONES["1001"], timeout=12)
+    level = wait_tone(a, TONES["1001"], timeout=12)
     stats = a.page.evaluate(
         """async () => {
              const pc = window.softphone.peerConnection && window.softphone.peerConnection();

@@ -28,8 +28,20 @@ BASE = {
     "coturn": {"coturn_static_auth_secret": "s" * 30},
     "nginx_tls": {"nginx_tls_generate_lab_ca": True},
     "firewalld": {},
-    "genesys_trunk": {},
+    "genesys_trunk": {
+        "genesys_trunk_enabled": True,
+        "genesys_trunk_primary": "192.0.2.10",
+        "genesys_trunk_backup": "192.0.2.11",
+        "asterisk_agents": GOOD_AGENTS,
+        "asterisk_feature_codes": {"echo_test": "600", "conference": "700"},
+        "genesys_trunk_dnis_routes": {
+            "5000": {"type": "extension", "target": "1000"},
+            "5001": {"type": "ring", "targets": ["1000", "1001"]},
+            "5600": {"type": "internal", "target": "600"},
+        },
+    },
 }
+ROUTES = BASE["genesys_trunk"]["genesys_trunk_dnis_routes"]
 
 CASES = [
     # (role, overrides, variable named in the error)
@@ -56,16 +68,47 @@ CASES = [
     ("coturn", {"coturn_static_auth_secret": None}, "coturn_static_auth_secret"),
     ("nginx_tls", {"nginx_tls_ws_upstreams": []}, "nginx_tls_ws_upstreams"),
     ("firewalld", {"firewalld_sip_ports": ["5060"]}, "firewalld_sip_ports"),
-    ("genesys_trunk", {"genesys_trunk_enabled": True}, "genesys_trunk_primary"),
+    ("genesys_trunk", {"genesys_trunk_primary": ""}, "genesys_trunk_primary"),
+    ("genesys_trunk", {"genesys_trunk_primary": "10.0.0.300"}, "genesys_trunk_primary"),
+    ("genesys_trunk", {"genesys_trunk_backup": "192.0.2.10"}, "genesys_trunk_backup"),
+    ("genesys_trunk", {"genesys_trunk_vip": "vip.example"}, "genesys_trunk_vip"),
+    ("genesys_trunk", {"genesys_trunk_transport": "sctp"}, "genesys_trunk_transport"),
+    ("genesys_trunk", {"genesys_trunk_auth_mode": "kerberos"}, "genesys_trunk_auth_mode"),
+    ("genesys_trunk", {"genesys_trunk_auth_mode": "digest"}, "genesys_trunk_inbound_password"),
     (
         "genesys_trunk",
         {
-            "genesys_trunk_enabled": True,
-            "genesys_trunk_primary": "192.0.2.10",
-            "genesys_trunk_source_addresses": ["192.0.2.10"],
-            "genesys_trunk_transport": "sctp",
+            "genesys_trunk_auth_mode": "digest",
+            "genesys_trunk_inbound_password": "Str0ng-enough-pass1",
+            "genesys_trunk_outbound_password": "short",
         },
-        "genesys_trunk_transport",
+        "genesys_trunk_outbound_password",
+    ),
+    ("genesys_trunk", {"genesys_trunk_auth_mode": "tls"}, "genesys_trunk_tls_cert_file"),
+    ("genesys_trunk", {"genesys_trunk_srtp": "sdes"}, "genesys_trunk_srtp"),
+    ("genesys_trunk", {"genesys_trunk_codecs": ["opus"]}, "genesys_trunk_codecs"),
+    (
+        "genesys_trunk",
+        {"genesys_trunk_number_rules": [{"pattern": "_0NXXXXXXXXX", "strip": 1, "prepend": "plus44"}]},
+        "genesys_trunk_number_rules",
+    ),
+    ("genesys_trunk", {"genesys_trunk_blocked_patterns": ["premium numbers"]}, "genesys_trunk_blocked_patterns"),
+    ("genesys_trunk", {"genesys_trunk_caller_id_mode": "fixed"}, "genesys_trunk_caller_id_number"),
+    (
+        "genesys_trunk",
+        {"genesys_trunk_dnis_routes": {**ROUTES, "5002": {"type": "extension", "target": "1999"}}},
+        "genesys_trunk_dnis_routes",
+    ),
+    ("genesys_trunk", {"genesys_trunk_dnis_routes": {**ROUTES, "5003": {}}}, "genesys_trunk_dnis_routes"),
+    (
+        "genesys_trunk",
+        {"genesys_trunk_dnis_routes": {**ROUTES, "5004": {"type": "internal", "target": "9004412345"}}},
+        "genesys_trunk_dnis_routes",
+    ),
+    (
+        "genesys_trunk",
+        {"genesys_trunk_dnis_routes": {"50x0": {"type": "extension", "target": "1000"}}},
+        "genesys_trunk_dnis_routes",
     ),
     ("coturn", {"coturn_static_auth_secret": "tooshort"}, "coturn_static_auth_secret"),
     (
