@@ -265,6 +265,20 @@ def inventory(lab, tmp_path_factory):
     return d
 
 
+def run_playbook(inventory, playbook: str, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """playbooks/<playbook> against the lab host, with the lab secrets."""
+    cmd = [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(ROOT / "playbooks" / playbook),
+        "-e",
+        f"@{LAB / 'secrets.yml'}",
+        *extra,
+    ]
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def run_module(inventory, module: str, args: dict, tmp_path: Path) -> dict:
     play = [
         {

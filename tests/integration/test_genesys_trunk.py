@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from conftest import LAB, ROOT, TONES, _health, ami_args, lab_exec, run_module, wait_tone
+from conftest import ROOT, TONES, _health, ami_args, lab_exec, run_module, wait_tone
 
 sys.path.insert(0, str(ROOT / "lab"))
 import simulator  # noqa: E402
@@ -240,6 +240,7 @@ print(" ".join(codes) or "none")
 def test_invite_from_a_non_trunk_address_is_rejected(sim, phones, lab):
     a = phones("1000")
     a.login(lab["passwords"]["1000"])
+    before = {r: len(sim.dialled(r)) for r in SIM_IP}
     # From another container on the lab network: firewalld drops SIP from non-trunk sources.
     res = _docker(
         "run", "--rm", "--network", _network(lab), "--ip", f"{NET}.99", "--entrypoint", "python3",
@@ -254,4 +255,31 @@ def test_invite_from_a_non_trunk_address_is_rejected(sim, phones, lab):
     assert inside.split() and all(c in ("401", "403") for c in inside.split()), inside
     time.sleep(1)
     assert a.js("() => window.softphone.state().call") not in ("incoming", "in-call")
-    assert (LAB / "secrets.yml").exists()
+    # Toll fraud: the same INVITE to 9 + a number never reaches SIP Server.
+    lab_exec(lab, "python3", "-c", INVITE_PY, "127.0.0.1", "900442071234567")
+    assert {r: len(sim.dialled(r)) for r in SIM_IP} == before
+
+
+def _refused(phone, number: str) -> None:
+    _dial(phone, number)
+    phone.page.wait_for_function(
+        "() => ['ended', 'idle', 'failed'].includes(window.softphone.state().call)", timeout=20000
+    )
+
+
+def test_outbound_classes_restrict_who_calls_what(sim, phones, lab):
+    # Lab inventory: 1001 is class national (+44 only), 1002 class internal (no outside calls).
+    b = phones("1001")
+    b.login(lab["passwords"]["1001"])
+    c = phones("1002")
+    c.login(lab["passwords"]["1002"])
+    before = {r: len(sim.dialled(r)) for r in SIM_IP}
+    _refused(c, "902071234569")
+    _refused(b, "9+15550004")
+    assert {r: len(sim.dialled(r)) for r in SIM_IP} == before, "a refused call reached SIP Server"
+    assert _cdr_lines(lab, "denied:+442071234569") and _cdr_lines(lab, "denied:+15550004")
+    _dial(b, "902071234569")  # national: allowed for 1001
+    b.wait_call("in-call")
+    wait_tone(b, TONES["1001"])
+    assert sim.dialled("primary")[before["primary"] :] == ["+442071234569"]
+    _hangup(b)

@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 
-from conftest import BIN, LAB, ROOT, TONES, _env, connect, lab_exec, run_module
+from conftest import LAB, TONES, connect, lab_exec, run_module, run_playbook
 
 
 def test_turn_refuses_relaying_to_loopback_and_private_peers(lab, inventory, tmp_path):
@@ -59,16 +59,7 @@ def test_unauthenticated_invite_to_outside_number_is_rejected(lab, inventory, tm
 
 
 def _site(inventory, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        str(inventory),
-        str(ROOT / "playbooks" / "site.yml"),
-        "-e",
-        f"@{LAB / 'secrets.yml'}",
-        *extra,
-    ]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    return run_playbook(inventory, "site.yml", *extra)
 
 
 def test_site_verbose_output_holds_no_secret(inventory):
@@ -175,3 +166,22 @@ def test_tls_scan_https_and_turns(lab):
             assert "BEGIN CERTIFICATE" not in out and not re.search(r"Cipher is (?!\(NONE\))", out), f"{port} {old}"
         weak = _tls_probe(lab["ip"], port, "-tls1_2 -cipher RC4:3DES:NULL:EXPORT:DES:MD5")
         assert "BEGIN CERTIFICATE" not in weak, f"{port}: a weak cipher was accepted"
+
+
+def test_agent_call_limit(phones, lab):
+    # asterisk_agent_call_limit (2) calls at once from one agent; the third is refused as busy.
+    pages = [phones("1000") for _ in range(3)]
+    for p in pages:
+        p.login(lab["passwords"]["1000"])
+    for p in pages[:2]:
+        p.js("(t) => window.softphone.call(t)", "600")
+        p.wait_call("in-call")
+    pages[2].js("(t) => window.softphone.call(t)", "600")
+    pages[2].page.wait_for_function(
+        "() => ['ended', 'idle', 'failed'].includes(window.softphone.state().call)", timeout=15000
+    )
+    log = lab_exec(lab, "grep", "-c", "1000 is over its limit of 2 calls", "/var/log/voiceops/asterisk/messages.log")
+    assert int(log.strip() or 0) > 0
+    for p in pages[:2]:
+        assert p.js("() => window.softphone.state().call") == "in-call"
+        p.js("() => window.softphone.hangup()")

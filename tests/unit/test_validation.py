@@ -28,6 +28,7 @@ BASE = {
     "coturn": {"coturn_static_auth_secret": "s" * 30},
     "nginx_tls": {"nginx_tls_generate_lab_ca": True},
     "firewalld": {},
+    "sipguard": {},
     "genesys_trunk": {
         "genesys_trunk_enabled": True,
         "genesys_trunk_primary": "192.0.2.10",
@@ -134,6 +135,20 @@ CASES = [
     ("firewalld", {"firewalld_sip_sources": ["10.0.0.300/33x"]}, "firewalld_sip_sources"),
     ("firewalld", {"firewalld_ports": ["5038/tcp"]}, "firewalld_ports"),
     ("firewalld", {"firewalld_ports": ["https"]}, "firewalld_ports"),
+    (
+        "genesys_trunk",
+        {"asterisk_agents": [{**GOOD_AGENTS[0], "outbound_class": "vip"}, GOOD_AGENTS[1]]},
+        "genesys_trunk_outbound_classes",
+    ),
+    (
+        "genesys_trunk",
+        {"genesys_trunk_outbound_classes": {"default": ["everything"]}},
+        "genesys_trunk_outbound_classes",
+    ),
+    ("asterisk", {"asterisk_agents": [{**GOOD_AGENTS[0], "call_limit": 0}]}, "asterisk_agents"),
+    ("sipguard", {"sipguard_max_failures": 1}, "sipguard_max_failures"),
+    ("sipguard", {"sipguard_ignore": ["office-nat"]}, "sipguard_ignore"),
+    ("nginx_tls", {"nginx_tls_ws_upstreams": ["10.0.0.5:8088"]}, "nginx_tls_ws_client_loopback_bind"),
 ]
 
 

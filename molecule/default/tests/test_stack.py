@@ -150,3 +150,16 @@ def test_security_headers(host):
 def test_http_redirects_to_https(host):
     out = host.check_output("curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1/")
     assert out.startswith("301 https://")
+
+
+def test_sipguard_running_and_bans_go_to_the_drop_zone(host):
+    assert host.service("voiceops-sipguard").is_running
+    assert host.service("voiceops-sipguard").is_enabled
+    assert "ipset:voiceops-banned" in host.check_output("firewall-cmd --zone=drop --list-sources")
+    assert "hash:ip" in host.check_output("firewall-cmd --info-ipset=voiceops-banned")
+
+
+def test_agents_accepted_only_from_loopback(host):
+    conf = host.file("/etc/voiceops/asterisk/pjsip.conf").content_string
+    agent_template = conf.split("[webrtc-agent](!)", 1)[1].split("\n[", 1)[0]
+    assert "deny = 0.0.0.0/0.0.0.0" in agent_template and "permit = 127.0.0.0/255.0.0.0" in agent_template
