@@ -45,26 +45,32 @@ def _attack(lab, *args: str, timeout: float = 300) -> list[str]:
 
 @pytest.fixture
 def unban(lab):
+    lab_exec(lab, *GUARD, "--unban", ATTACKER_IP)  # a clean start even after an interrupted run
     yield
     lab_exec(lab, *GUARD, "--unban", ATTACKER_IP)
 
 
 def test_agent_register_over_udp_is_refused(lab):
     # The lab host's own public address is not loopback: as if an agent bypassed nginx.
+    security = "/var/log/voiceops/asterisk/security.log"
+    acl_failures = int(lab_exec(lab, "grep", "-c", 'FailedACL.*AccountID="1002"', security).strip() or 0)
     lab_exec(lab, "sh", "-c", f"cat > /tmp/ws_register.py <<'EOF'\n{SCRIPT}\nEOF")
     codes = lab_exec(lab, "python3", "/tmp/ws_register.py", lab["ip"], "5060", "1002", lab["passwords"]["1002"], "1",
                      "udp").split()  # fmt: skip
     print(f"\nREGISTER 1002 over UDP with the right password: {codes}")
-    assert codes == ["403"], codes
+    # Asterisk logs FailedACL and answers like for a wrong password (no account enumeration).
+    assert codes and codes[0] in ("401", "403"), codes
+    assert int(lab_exec(lab, "grep", "-c", 'FailedACL.*AccountID="1002"', security).strip() or 0) > acl_failures
 
 
 def test_register_brute_force_over_wss_is_banned(lab, phones, unban):
     config = json.loads(lab_exec(lab, "cat", "/etc/voiceops/sipguard/sipguard.json"))
     limit = config["max_failures"]
     t0 = time.monotonic()
-    codes = _attack(lab, lab["ip"], "8089", "1002", "guessed-password-1", str(limit + 3))
+    # An attacker across the internet: one guess every 50 ms (on loopback 110 guesses take 0.15 s).
+    codes = _attack(lab, lab["ip"], "8089", "1002", "guessed-password-1", str(limit + 100), "ws", "0.05")
     took = time.monotonic() - t0
-    print(f"\n{limit + 3} guessed REGISTERs over WSS from {ATTACKER_IP}: {' '.join(codes)} ({took:.1f} s)")
+    print(f"\n{len(codes)} guessed REGISTERs over WSS from {ATTACKER_IP}: {' '.join(codes)} ({took:.1f} s)")
     failures = [c for c in codes if c in ("401", "403")]
     assert len(failures) >= limit - 1, codes
     assert codes[-1] in ("timeout", "closed"), f"still answered after {limit} failures: {codes}"

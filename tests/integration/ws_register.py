@@ -3,7 +3,7 @@
 Runs inside throw-away test containers (python3 without extra packages) as a
 credential-stuffing attacker, and from the tests as a plain client:
 
-  python3 ws_register.py HOST PORT USER PASSWORD [ATTEMPTS] [ws|udp]
+  python3 ws_register.py HOST PORT USER PASSWORD [ATTEMPTS] [ws|udp] [PAUSE_SECONDS]
 
 Each attempt sends REGISTER, answers the 401 challenge with PASSWORD and
 prints the final status code; "closed" when the connection is dropped and
@@ -20,6 +20,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 import uuid
 
 
@@ -155,6 +156,7 @@ def main(argv: list[str]) -> int:
     host, port, user, password = argv[1], int(argv[2]), argv[3], argv[4]
     attempts = int(argv[5]) if len(argv) > 5 else 1
     transport = argv[6] if len(argv) > 6 else "ws"
+    pause = float(argv[7]) if len(argv) > 7 else 0.0
     codes = []
     sock = None
     for i in range(attempts):
@@ -168,6 +170,9 @@ def main(argv: list[str]) -> int:
         except (ConnectionError, OSError):
             codes.append("closed")
             sock = None
+        if codes[-2:] in (["timeout", "timeout"], ["closed", "closed"]):
+            break  # banned: no point waiting out the rest
+        time.sleep(pause)
     print(" ".join(codes))
     return 0
 

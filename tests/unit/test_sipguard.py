@@ -147,3 +147,32 @@ def test_follower_reads_new_lines_and_survives_truncation(tmp_path):
     assert f.lines() == ["two\n"]
     log.write_text("after rotation\n")  # copytruncate
     assert f.lines() == ["after rotation\n"]
+
+
+def test_closed_websocket_mapped_later_from_the_nginx_log(guard):
+    g, rec = guard(ss_output="")  # the attacker's sockets are already closed
+    feed(g, 5, "127.28.77.97", transport="WS")
+    g.retry_pending(1010)
+    assert rec.bans() == [] and len(g.pending) == 5
+    g.handle_ws_log("1795822722.123 172.28.77.97 127.28.77.97 101 0.412\n", 1011)
+    g.retry_pending(1011)
+    assert rec.bans() == ["172.28.77.97"]
+    assert g.pending == []
+
+
+def test_unmapped_failures_are_dropped_after_the_pending_time(guard):
+    g, rec = guard(ss_output="", pending_time=30)
+    feed(g, 5, "127.1.2.3", transport="WS")
+    g.retry_pending(1100)
+    assert g.pending == [] and rec.bans() == []
+
+
+def test_expired_bans_leave_the_firewall_and_reconcile_restores_missing_ones(guard):
+    g, rec = guard()
+    feed(g, 5, "203.0.113.10")
+    expiry = g.bans["203.0.113.10"]
+    g.reconcile()
+    assert ["firewall-cmd", "--ipset=voiceops-banned", "--query-entry=203.0.113.10"] in rec.calls
+    g.expire(expiry + 1)
+    assert ["firewall-cmd", "--ipset=voiceops-banned", "--remove-entry=203.0.113.10"] in rec.calls
+    assert g.bans == {}

@@ -4,15 +4,18 @@
 Follows Asterisk's security log (res_security_log) and counts failed
 authentications per source address (InvalidAccountID, ChallengeResponseFailed,
 InvalidPassword, FailedACL, ...). A source with max_failures failures within
-find_time seconds is added to a firewalld ipset (created with a timeout of
-ban_time, bound to the drop zone), so every port - WSS, HTTPS, SIP, TURN - goes
-silent for it.
+find_time seconds is added to a firewalld ipset (runtime entries, bound to
+the drop zone) for ban_time seconds, so every port - WSS, HTTPS, SIP, TURN - goes
+silent for it, and its open connections are closed (ss -K).
 
 SIP over WebSocket reaches Asterisk through nginx on the same host. nginx
 connects to Asterisk from 127.<b>.<c>.<d> for a client a.b.c.d (proxy_bind),
 so each client has its own loopback address in Asterisk's log; the guard maps
-it back to the client by looking up the client connections of nginx's
-listening ports (ss). 127.0.0.1 itself is never banned.
+it back to the client: while the socket is open, among the client connections
+of nginx's listening ports (ss); once it has closed, from nginx's WebSocket
+log (one line per closed socket: time, client, loopback address). A failure
+that cannot be mapped yet waits up to pending_time seconds for that line.
+127.0.0.1 itself is never banned.
 
   sipguard.py CONFIG            run (systemd unit voiceops-sipguard)
   sipguard.py CONFIG --unban IP remove a ban now
@@ -83,9 +86,13 @@ class Follower:
             out.append(line)
 
 
+def _tail(ip: str) -> str:
+    return ip.split(".", 1)[1]
+
+
 def client_for_loopback(addr: str, ports: list[int]) -> str | None:
     """127.b.c.d (nginx's proxy_bind) -> the client a.b.c.d connected to nginx now."""
-    tail = addr.split(".", 1)[1]
+    tail = _tail(addr)
     sports = " or ".join(f"sport = :{p}" for p in ports)
     res = subprocess.run(["ss", "-Htn", "state", "all", f"( {sports} )"], capture_output=True, text=True)
     found = set()
@@ -106,6 +113,8 @@ class Guard:
         self.failures: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.state_path = Path(cfg["state_file"])
         self.bans = self._load()
+        self.seen: dict[str, tuple[str, float]] = {}  # loopback tail -> (client, when) from nginx's ws log
+        self.pending: list[tuple[float, str, str]] = []  # (when, loopback address, log line) not mapped yet
 
     def _load(self) -> dict:
         try:
@@ -117,7 +126,7 @@ class Guard:
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.bans, indent=1))
         os.replace(tmp, self.state_path)
 
@@ -128,6 +137,18 @@ class Guard:
             return True
         return addr.is_loopback or any(addr in net for net in self.ignore)
 
+    def handle_ws_log(self, line: str, now: float) -> None:
+        """nginx voiceops_ws log: '<msec> <client> <loopback bind> <status> <request time>'."""
+        parts = line.split()
+        if len(parts) >= 3 and parts[2].startswith("127.") and parts[2] != "127.0.0.1":
+            self.seen[_tail(parts[2])] = (parts[1], now)
+
+    def map_loopback(self, addr: str) -> str | None:
+        client = client_for_loopback(addr, self.cfg["ws_ports"])
+        if client is None and _tail(addr) in self.seen:
+            client = self.seen[_tail(addr)][0]
+        return client
+
     def handle(self, line: str, now: float) -> None:
         ev = EVENT_RE.search(line)
         if not ev or ev.group(1) not in FAIL_EVENTS:
@@ -136,15 +157,35 @@ class Guard:
         if not remote:
             return
         ip = remote.group(1)
-        via = ""
         if ip.startswith("127.") and ip != "127.0.0.1":
-            client = client_for_loopback(ip, self.cfg["ws_ports"])
+            client = self.map_loopback(ip)
             if client is None:
-                log(f"cannot map {ip} to a WebSocket client (connection gone?): failure not counted")
+                self.pending.append((now, ip, line))
                 return
-            via, ip = f" via {ip}", client
-        if self.ignored(ip) or ip in self.bans:
+            self.count(client, now, ev.group(1), line, f" via {ip}")
+        else:
+            self.count(ip, now, ev.group(1), line, "")
+
+    def retry_pending(self, now: float) -> None:
+        waiting, self.pending = self.pending, []
+        for when, addr, line in waiting:
+            client = self.seen.get(_tail(addr), (None, 0))[0]
+            if client is not None:
+                self.count(client, when, EVENT_RE.search(line).group(1), line, f" via {addr}")
+            elif now - when < self.cfg.get("pending_time", 30):
+                self.pending.append((when, addr, line))
+            else:
+                log(f"cannot map {addr} to a WebSocket client: failure not counted")
+        horizon = now - 600
+        self.seen = {t: v for t, v in self.seen.items() if v[1] >= horizon}
+
+    def count(self, ip: str, now: float, event: str, line: str, via: str) -> None:
+        if self.ignored(ip):
             return
+        if ip in self.bans:
+            self.bans = self._load()  # still banned, or lifted with --unban since?
+            if ip in self.bans:
+                return
         q = self.failures[ip]
         q.append(now)
         while q and q[0] < now - self.cfg["find_time"]:
@@ -153,26 +194,30 @@ class Guard:
             account = ACCOUNT_RE.search(line)
             self.ban(
                 ip,
-                f"{len(q)} failures in {self.cfg['find_time']} s, last {ev.group(1)} "
+                f"{len(q)} failures in {self.cfg['find_time']} s, last {event} "
                 f"for account '{account.group(1) if account else ''}'{via}",
             )
             q.clear()
 
     def ban(self, ip: str, why: str) -> None:
-        res = subprocess.run(
-            ["firewall-cmd", f"--ipset={self.cfg['ipset']}", f"--add-entry={ip}"], capture_output=True, text=True
-        )
+        res = self._firewall("add", ip)
         if res.returncode != 0:
             log(f"ban of {ip} failed: {res.stderr.strip() or res.stdout.strip()}")
             return
+        # The drop zone stops new packets only: established connections (a WebSocket
+        # that keeps guessing) pass firewalld's conntrack rule, so close them now.
+        subprocess.run(["ss", "-K", "dst", ip], capture_output=True, text=True)
         self.bans[ip] = time.time() + self.cfg["ban_time"]
         self._save()
         log(f"BAN {ip} for {self.cfg['ban_time']} s: {why}")
 
-    def unban(self, ip: str) -> int:
-        res = subprocess.run(
-            ["firewall-cmd", f"--ipset={self.cfg['ipset']}", f"--remove-entry={ip}"], capture_output=True, text=True
+    def _firewall(self, action: str, ip: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["firewall-cmd", f"--ipset={self.cfg['ipset']}", f"--{action}-entry={ip}"], capture_output=True, text=True
         )
+
+    def unban(self, ip: str) -> int:
+        res = self._firewall("remove", ip)
         self.bans.pop(ip, None)
         self._save()
         print(f"unbanned {ip}" if res.returncode == 0 else f"{ip}: {res.stderr.strip() or res.stdout.strip()}")
@@ -182,12 +227,23 @@ class Guard:
         expired = [ip for ip, exp in self.bans.items() if exp <= now]
         for ip in expired:
             del self.bans[ip]
+            self._firewall("remove", ip)
             log(f"ban of {ip} expired")
         if expired:
             self._save()
 
+    def reconcile(self) -> None:
+        """Bans are runtime ipset entries: put them back after a firewalld reload or restart."""
+        self.bans = self._load()  # the state file is authoritative (--unban edits it)
+        for ip in list(self.bans):
+            if self._firewall("query", ip).returncode != 0:
+                self._firewall("add", ip)
+                log(f"ban of {ip} restored in the firewall")
+
     def run(self) -> None:
         followers = [Follower(p) for p in self.cfg["security_logs"]]
+        ws_logs = [Follower(p) for p in self.cfg.get("ws_logs", [])]
+        last_reconcile = 0.0
         log(
             f"voiceops-sipguard: {self.cfg['max_failures']} failures in {self.cfg['find_time']} s -> "
             f"{self.cfg['ban_time']} s ban (ipset {self.cfg['ipset']}); following "
@@ -195,10 +251,17 @@ class Guard:
         )
         while True:
             now = time.time()
+            for f in ws_logs:
+                for line in f.lines():
+                    self.handle_ws_log(line, now)
             for f in followers:
                 for line in f.lines():
                     self.handle(line, now)
+            self.retry_pending(now)
             self.expire(now)
+            if now - last_reconcile >= self.cfg.get("reconcile_interval", 30):
+                self.reconcile()
+                last_reconcile = now
             time.sleep(self.cfg.get("poll_interval", 0.5))
 
 
