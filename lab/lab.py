@@ -288,6 +288,8 @@ def converge() -> float:
 
 
 def write_lab_json(data: dict) -> dict:
+    import simulator  # noqa: PLC0415 - lab/ is not a package
+
     ip = host_ip()
     ca = LAB / "lab-ca.crt"
     res = sh(["docker", "exec", HOST_CONTAINER, "cat", "/etc/voiceops/tls/lab-ca.crt"], check=False)
@@ -304,8 +306,8 @@ def write_lab_json(data: dict) -> dict:
         "users": [{"user": u, "password": p} for u, p in data["lab_agent_passwords"].items()],
         "trunk_simulator": {
             "what": "Genesys SIP Server simulator (lab/simulator.py), Asterisk answering like SIP Server",
-            "primary": {"container": "webrtc-genesys-sim-primary", "address": SIM_PRIMARY_IP, "port": 5060},
-            "backup": {"container": "webrtc-genesys-sim-backup", "address": SIM_BACKUP_IP, "port": 5060},
+            "primary": {"container": simulator.NAMES["primary"], "address": SIM_PRIMARY_IP, "port": 5060},
+            "backup": {"container": simulator.NAMES["backup"], "address": SIM_BACKUP_IP, "port": 5060},
             "outbound": "dial 9 + any number from the softphone: the simulator answers and echoes your audio",
             "inbound": ".venv/bin/python lab/simulator.py call primary 5000  (route point 5000 -> agent 1000)",
             "dialled_numbers": ".venv/bin/python lab/simulator.py dialled primary",

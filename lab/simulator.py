@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -54,9 +55,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".lab" / "simulator"
 IMAGE = "voiceops/asterisk:22"
-NAMES = {"primary": "webrtc-genesys-sim-primary", "backup": "webrtc-genesys-sim-backup"}
+# The lab and a molecule run may coexist: each has its own container names.
+PREFIX = os.environ.get("VOICEOPS_SIM_PREFIX", "webrtc-genesys-sim")
+NAMES = {"primary": f"{PREFIX}-primary", "backup": f"{PREFIX}-backup"}
+STATE_DIR = ROOT / ".lab" / "simulator" / PREFIX
 LOG_DIR = "/var/log/asterisk"
 MODES = ("echo", "busy", "fail", "silent")
 

@@ -14,9 +14,10 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
-from conftest import ROOT, TONES, _health, ami_args, lab_exec, run_module, wait_tone
+from conftest import ROOT, TONES, _health, ami_args, lab_exec, run_module, run_playbook, wait_tone
 
 sys.path.insert(0, str(ROOT / "lab"))
 import simulator  # noqa: E402
@@ -283,3 +284,47 @@ def test_outbound_classes_restrict_who_calls_what(sim, phones, lab):
     wait_tone(b, TONES["1001"])
     assert sim.dialled("primary")[before["primary"] :] == ["+442071234569"]
     _hangup(b)
+
+
+def test_digest_mode_both_directions(sim, phones, lab, inventory, tmp_path):
+    # Digest both ways: SIP Server authenticates to us (inbound), we to it (outbound).
+    inbound_pw, outbound_pw = f"In{uuid.uuid4().hex}", f"Out{uuid.uuid4().hex}"
+    digest = {"to_pbx": ("genesys", inbound_pw), "from_pbx": ("voiceops", outbound_pw)}
+    extra = json.dumps(
+        {
+            "genesys_trunk_auth_mode": "digest",
+            "genesys_trunk_inbound_password": inbound_pw,
+            "genesys_trunk_outbound_password": outbound_pw,
+        }
+    )
+    try:
+        for role, ip in SIM_IP.items():
+            sim.start(role, _network(lab), ip, lab["ip"], digest=digest)
+        res = run_playbook(inventory, "site.yml", "--tags", "genesys_trunk", "-e", extra)
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert inbound_pw not in res.stdout and outbound_pw not in res.stdout
+        for endpoint in ("genesys", "genesys-backup"):
+            _wait_trunk(inventory, tmp_path, endpoint, "Reachable")
+        a = phones("1000")
+        a.login(lab["passwords"]["1000"])
+        before = len(sim.dialled("primary"))
+        _dial(a, "9+15550005")
+        a.wait_call("in-call")
+        wait_tone(a, TONES["1000"])
+        assert sim.dialled("primary")[before:] == ["+15550005"]
+        _hangup(a)
+        call_uuid = sim.call("primary", "5000")
+        a.wait_call("incoming")
+        assert a.js("() => window.softphone.state().callData")["X-Genesys-CallUUID"] == call_uuid
+        a.js("() => window.softphone.answer()")
+        a.wait_call("in-call")
+        wait_tone(a, TONES["1000"])
+        _hangup(a)
+        security = "/var/log/voiceops/asterisk/security.log"
+        auth_log = lab_exec(lab, "grep", "-c", 'SuccessfulAuth.*AccountID="genesys"', security)
+        assert int(auth_log.strip() or 0) > 0, "SIP Server's INVITE was not digest-authenticated"
+    finally:
+        for role, ip in SIM_IP.items():
+            sim.start(role, _network(lab), ip, lab["ip"])
+        res = run_playbook(inventory, "site.yml", "--tags", "genesys_trunk")
+        assert res.returncode == 0, res.stdout[-3000:]
