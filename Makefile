@@ -88,5 +88,6 @@ secrets:
 
 bench: venv collection-link
 	$(BIN)/python bench/pjsip_state.py
+	$(BIN)/python bench/call_setup.py
 
 test: lint unit build molecule
