@@ -535,14 +535,7 @@ def build_request(
     lines.extend(f"Route: {route}" for route in routes)
     if contact:
         lines.append(f"Contact: {contact}")
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if user_agent:
-        lines.append(f"User-Agent: {user_agent}")
-    payload = body.encode("utf-8") if body else b""
-    if payload:
-        lines.append(f"Content-Type: {content_type}")
-    lines.append(f"Content-Length: {len(payload)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + payload
+    return _finish_message(lines, headers, ("User-Agent", user_agent), body, content_type)
 
 
 def build_response(
@@ -564,9 +557,14 @@ def build_response(
     lines.append(f"To: {to_value}")
     lines.append(f"Call-ID: {header(request, 'call-id', '')}")
     lines.append(f"CSeq: {header(request, 'cseq', '')}")
+    return _finish_message(lines, headers, ("Server", server), body, content_type)
+
+
+def _finish_message(lines, headers, software, body, content_type):
+    """Extra headers, User-Agent/Server, body with Content-Type and Content-Length: the message's bytes."""
     lines.extend(f"{name}: {value}" for name, value in headers)
-    if server:
-        lines.append(f"Server: {server}")
+    if software[1]:
+        lines.append(f"{software[0]}: {software[1]}")
     payload = body.encode("utf-8") if body else b""
     if payload:
         lines.append(f"Content-Type: {content_type}")
