@@ -86,8 +86,9 @@ molecule: venv softphone collection-link images secrets
 secrets:
 	@python3 lab/lab.py secrets
 
-bench: venv collection-link
-	$(BIN)/python bench/pjsip_state.py
-	$(BIN)/python bench/call_setup.py
+# Every benchmark of issue #8 against the lab (run `make lab` first), then a
+# summary table; figures and JSON in bench/results/ (git-ignored).
+bench: venv softphone collection-link
+	$(BIN)/python bench/run_all.py
 
 test: lint unit build molecule

@@ -16,22 +16,18 @@ Goal (issue #8): p50 <= 100 ms for each.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from conftest import LAB, TONES, Phone, write_tone  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, lab_info, machine, pct, write_result  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
-HOST = os.environ.get("LAB_HOST_CONTAINER", "webrtc-lab-host")
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from conftest import TONES, Phone, write_tone  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
 
 FIRST_AUDIO_JS = """
 async ({freq, acceptedAt, timeoutMs}) => {
@@ -62,19 +58,12 @@ async ({freq, acceptedAt, timeoutMs}) => {
 """
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20)
     args = ap.parse_args(argv)
-    lab_json = json.loads((LAB / "lab.json").read_text())
-    secrets = json.loads((LAB / "secrets.yml").read_text())
-    lab = {"container": HOST, "ip": lab_json["host_address"], "web_url": lab_json["web_url"],
-           "passwords": secrets["lab_agent_passwords"]}  # fmt: skip
+    info = lab_info()
+    lab = {k: info[k] for k in ("container", "ip", "web_url", "passwords")}
     setup, audio = [], []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         tone = write_tone(Path(tmp) / "tone.wav", TONES["1000"])
@@ -99,16 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             phone.close()
     result = {
         "benchmark": "call_setup",
-        "machine": f"{platform.node()} {platform.system()} {platform.release()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "calls": args.calls,
         "setup_ms": {"p50": pct(setup, 50), "p95": pct(setup, 95), "max": max(setup), "mean": statistics.mean(setup)},
         "first_audio_ms": (
             {"p50": pct(audio, 50), "p95": pct(audio, 95), "max": max(audio), "heard": len(audio)} if audio else None
         ),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"call_setup-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result("call_setup", result)
     print(f"call setup, {args.calls} calls to 600 through nginx TLS ({result['machine']})")
     print(f"  INVITE -> 200 OK   p50 {result['setup_ms']['p50']:.0f} ms  p95 {result['setup_ms']['p95']:.0f} ms"
           f"  max {result['setup_ms']['max']:.0f} ms   (goal p50 <= 100 ms)")  # fmt: skip

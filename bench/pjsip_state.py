@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -30,11 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / ".lab"
-RESULTS = ROOT / "bench" / "results"
-HOST = os.environ.get("LAB_HOST_CONTAINER", "webrtc-lab-host")
-ASTERISK = "webrtc-asterisk"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ASTERISK, HOST, LAB, ROOT, lab_exec, lab_info, machine, sh, write_result  # noqa: E402
+
 CONF = "/etc/voiceops/asterisk/pjsip.d/bench.conf"
 
 AMI_RUNNER = r"""
@@ -52,17 +49,6 @@ for _ in range(int(sys.argv[1])):
     runs.append(time.perf_counter() - t0)
 print(json.dumps({"runs": runs, "summary": summarize(eps)}))
 """
-
-
-def sh(*cmd: str, stdin: str | None = None, check: bool = True) -> str:
-    res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
-    if check and res.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd[:6])} failed: {res.stderr.strip()[-500:]}")
-    return res.stdout
-
-
-def lab_exec(*cmd: str, stdin: str | None = None, check: bool = True) -> str:
-    return sh("docker", "exec", "-i", HOST, *cmd, stdin=stdin, check=check)
 
 
 def provision(n: int) -> None:
@@ -119,7 +105,7 @@ def ami_fetch(runs: int) -> dict:
     for name in ("ami.py", "pjsip_state.py"):
         sh("docker", "cp", str(src / name), f"{HOST}:{base}/{name}")
     lab_exec("sh", "-c", "cat > /tmp/voiceops-bench/run.py", stdin=AMI_RUNNER)
-    secret = json.loads((LAB / "secrets.yml").read_text())["asterisk_ami_secret"]
+    secret = lab_info()["secrets"]["asterisk_ami_secret"]
     out = lab_exec("python3", "/tmp/voiceops-bench/run.py", str(runs), stdin=secret)
     return json.loads(out)
 
@@ -212,12 +198,7 @@ def main() -> int:
     median = sorted(ami["runs"])[len(ami["runs"]) // 2]
     result = {
         "benchmark": "pjsip_state",
-        "machine": {
-            "host": platform.node(),
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "endpoints": total,
         "ami_fetch_s": {"best": best, "median": median, "runs": ami["runs"]},
         "module_task_s": task,
@@ -226,9 +207,7 @@ def main() -> int:
         "speedup_vs_cli_loop": loop / median,
         "targets": {"ami_fetch_le_1s": median <= 1.0, "speedup_ge_20x": loop / median >= 20},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"pjsip_state-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    out = write_result("pjsip_state", result)
     print(f"machine: {result['machine']}")
     print(f"{total} endpoints")
     print(

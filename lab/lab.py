@@ -161,6 +161,8 @@ def ensure_secrets() -> dict:
         "coturn_static_auth_secret": lambda: _password(40),
         "nginx_tls_metrics_password": lambda: _password(24),
         "lab_agent_passwords": lambda: {u: _password(20) for u in LAB_USERS},
+        # Range agents (asterisk_agent_ranges, e.g. the benchmarks' 5000): passwords derive from it.
+        "asterisk_agent_range_secret": lambda: _password(32),
     }
     missing = {k: make() for k, make in wanted.items() if k not in data}
     if missing:
@@ -231,35 +233,58 @@ def ensure_simulator() -> None:
             raise LabError(f"the Genesys simulator did not start: {exc}") from exc
 
 
+def create_host(
+    name: str,
+    hostname: str,
+    ip: str,
+    docker_volume: str,
+    data_volume: str,
+    network: str = NETWORK,
+    extra_args: tuple[str, ...] = (),
+) -> None:
+    """Start a lab host container: systemd as PID 1, its own /var/lib/docker and /var/lib/voiceops volumes.
+
+    `make lab` makes webrtc-lab-host with it; bench/deploy.py a separate host
+    (own name, address, volumes; extra_args adds e.g. labels).
+    """
+    sh(
+        [
+            "docker",
+            "run",
+            *labhost_run_args(name, hostname),
+            *extra_args,
+            "--network",
+            network,
+            "--ip",
+            ip,
+            "--volume",
+            f"{docker_volume}:/var/lib/docker",
+            "--volume",
+            f"{data_volume}:/var/lib/voiceops",
+            HOST_IMAGE,
+            "/sbin/init",
+        ]
+    )
+
+
+def wait_for_systemd(name: str, tries: int = 90) -> None:
+    """Wait until systemd in the container `name` has finished booting (running or degraded)."""
+    for _ in range(tries):
+        res = sh(["docker", "exec", name, "systemctl", "is-system-running"], check=False)
+        if res.stdout.strip() in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise LabError(f"systemd in {name} did not finish booting: see 'docker logs {name}'.")
+
+
 def ensure_host() -> None:
     ensure_network()
     state = container_state(HOST_CONTAINER)
     if state is None:
-        sh(
-            [
-                "docker",
-                "run",
-                *labhost_run_args(HOST_CONTAINER, "pbx-lab"),
-                "--network",
-                NETWORK,
-                "--ip",
-                HOST_IP,
-                "--volume",
-                f"{DOCKER_VOLUME}:/var/lib/docker",
-                "--volume",
-                f"{DATA_VOLUME}:/var/lib/voiceops",
-                HOST_IMAGE,
-                "/sbin/init",
-            ]
-        )
+        create_host(HOST_CONTAINER, "pbx-lab", HOST_IP, DOCKER_VOLUME, DATA_VOLUME)
     elif state != "running":
         sh(["docker", "start", HOST_CONTAINER])
-    for _ in range(90):
-        res = sh(["docker", "exec", HOST_CONTAINER, "systemctl", "is-system-running"], check=False)
-        if res.stdout.strip() in ("running", "degraded"):
-            return
-        time.sleep(1)
-    raise LabError(f"systemd in {HOST_CONTAINER} did not finish booting: see 'docker logs {HOST_CONTAINER}'.")
+    wait_for_systemd(HOST_CONTAINER)
 
 
 def host_ip() -> str:
@@ -267,20 +292,30 @@ def host_ip() -> str:
     return res.stdout.split()[0]
 
 
-def converge() -> float:
+def playbook_command(*extra: str, playbook: str = "site.yml") -> tuple[list[str], dict[str, str]]:
+    """The ansible-playbook command line and environment `make lab` converges with (lab inventory, lab secrets).
+
+    extra is appended to the command line (bench/deploy.py adds -e overrides).
+    """
     ansible = ROOT / ".venv" / "bin" / "ansible-playbook"
     if not ansible.exists():
         raise LabError("The project venv is missing: run 'make venv' (make lab does it for you).")
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
-    t0 = time.monotonic()
     cmd = [
         str(ansible),
         "-i",
         str(ROOT / "inventories" / "lab"),
-        str(ROOT / "playbooks" / "site.yml"),
+        str(ROOT / "playbooks" / playbook),
         "-e",
         f"@{SECRETS}",
+        *extra,
     ]
+    return cmd, env
+
+
+def converge() -> float:
+    cmd, env = playbook_command()
+    t0 = time.monotonic()
     res = subprocess.run(cmd, cwd=ROOT, env=env)
     if res.returncode != 0:
         raise LabError("playbooks/site.yml failed on the lab host: the task output above names the failing step.")

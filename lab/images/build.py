@@ -142,6 +142,15 @@ RECIPES: dict[str, dict] = {
             "USER nobody:nogroup",
         ],
     },
+    "sipp": {
+        # Load generator for bench/trunk_calls.py (sip-tester = SIPp 3.6). Built on demand only.
+        "tag": "voiceops/sipp:3.6",
+        "suite": "bookworm",
+        "packages": ["sip-tester", "iproute2", "procps", "python3"],
+        "script": "true",
+        "changes": ['CMD ["sleep", "infinity"]'],
+        "on_demand": True,
+    },
 }
 
 BUILDER_VERSION = "3"  # bump to force a rebuild of every image
@@ -305,9 +314,9 @@ def preflight() -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("names", nargs="*", help=f"images to build: {', '.join(RECIPES)} (default: all)")
+    ap.add_argument("names", nargs="*", help=f"images to build: {', '.join(RECIPES)} (default: all but on-demand ones)")
     args = ap.parse_args(argv)
-    names = args.names or list(RECIPES)
+    names = args.names or [n for n, r in RECIPES.items() if not r.get("on_demand")]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         ap.error(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(RECIPES)}")

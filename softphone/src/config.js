@@ -56,6 +56,10 @@ export function normalizeConfig(raw, params) {
     stunUrls: stringList(raw.stun_urls),
     iceGatheringTimeoutMs: iceTimeout(raw.ice_gathering_timeout_ms),
     iceTransportPolicy: policy,
+    trunkPrefix: typeof raw.trunk_prefix === 'string' && /^[0-9*#]{0,4}$/.test(raw.trunk_prefix.trim())
+      ? raw.trunk_prefix.trim()
+      : '',
+    trunkCodec: ['PCMU', 'PCMA', 'G722', 'opus'].includes(raw.trunk_codec) ? raw.trunk_codec : '',
     autoAnswer: params.get('autoanswer') === '1',
   });
 }

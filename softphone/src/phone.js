@@ -50,6 +50,51 @@ const isCallDataHeader = (name) => /^x-/i.test(name) || name.toLowerCase() === '
 
 const now = () => performance.now();
 
+// Codec policy per leg: a trunk call (outbound prefix + number) offers only
+// config.trunkCodec (plus telephone-event for DTMF), so the browser leg uses
+// the trunk's own G.711 from the first packet and Asterisk never transcodes.
+// (Offering it first is not enough: Asterisk sets up the bridge's formats
+// before the browser leg's codec is final and then resamples via slin48 for
+// the whole call.) Calls between agents keep the browser's codecs (Opus).
+export function restrictCodecs(sdp, codec) {
+  if (!codec || typeof sdp !== 'string') {
+    return sdp;
+  }
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const lines = sdp.split(eol);
+  const keep = new Set();
+  const rtpmap = /^a=rtpmap:(\d+) ([^/\s]+)\//i;
+  for (const line of lines) {
+    const m = rtpmap.exec(line);
+    if (m && (m[2].toLowerCase() === codec.toLowerCase() || m[2].toLowerCase() === 'telephone-event')) {
+      keep.add(m[1]);
+    }
+  }
+  const wanted = [...keep].filter((pt) => lines.some((l) => {
+    const m = rtpmap.exec(l);
+    return m && m[1] === pt && m[2].toLowerCase() === codec.toLowerCase();
+  }));
+  if (!wanted.length) {
+    return sdp;
+  }
+  let audio = false;
+  return lines.filter((line) => {
+    if (line.startsWith('m=')) {
+      audio = line.startsWith('m=audio');
+    }
+    const m = /^a=(?:rtpmap|fmtp|rtcp-fb):(\d+)[ ]/.exec(line);
+    return !(audio && m && !keep.has(m[1]));
+  }).map((line) => {
+    const m = /^(m=audio \S+ \S+)((?: \d+)+)$/.exec(line);
+    if (!m) {
+      return line;
+    }
+    const pts = m[2].trim().split(' ').filter((pt) => keep.has(pt));
+    const ordered = wanted.concat(pts.filter((pt) => !wanted.includes(pt)));
+    return `${m[1]} ${ordered.join(' ')}`;
+  }).join(eol);
+}
+
 function micError(err) {
   switch (err && err.name) {
     case 'NotAllowedError':
@@ -501,11 +546,21 @@ export class Phone extends EventTarget {
       call.waiter = { event: 'sending', resolve, reject };
     });
     try {
+      const handlers = this.sessionHandlers(call);
+      const { trunkPrefix, trunkCodec } = this.config;
+      if (trunkCodec && trunkPrefix && number.startsWith(trunkPrefix) && number.length > trunkPrefix.length) {
+        call.trunkCodec = trunkCodec;
+        handlers.sdp = (e) => {
+          if (e.originator === 'local' && e.type === 'offer') {
+            e.sdp = restrictCodecs(e.sdp, trunkCodec);
+          }
+        };
+      }
       call.session = this.ua.call(uri, {
         mediaStream: call.localStream,
         pcConfig,
         rtcOfferConstraints: { offerToReceiveAudio: true, offerToReceiveVideo: false },
-        eventHandlers: this.sessionHandlers(call),
+        eventHandlers: handlers,
       });
     } catch (err) {
       this.finish(call, { originator: 'local', cause: err.message, failed: true });

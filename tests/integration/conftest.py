@@ -56,6 +56,32 @@ def lab_exec(lab, *cmd: str) -> str:
     return res.stdout
 
 
+def channel_codecs(lab, endpoint: str) -> list[str]:
+    """Codecs of the endpoint's live channels in Asterisk (`pjsip show channelstats`)."""
+    out = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show channelstats")
+    codecs = []
+    for line in out.splitlines():
+        fields = line.split()
+        for i, field in enumerate(fields[:-2]):
+            if field.startswith(f"{endpoint}-") and i + 2 < len(fields):
+                codecs.append(fields[i + 2])  # ChannelId UpTime Codec
+    return codecs
+
+
+def transcoding_channels(lab) -> list[str]:
+    """Live channels Asterisk is transcoding on (`core show channel`: Read/WriteTranscode Yes)."""
+
+    def cli(command: str) -> str:
+        return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
+
+    found = []
+    for line in cli("core show channels concise").splitlines():
+        name = line.split("!", 1)[0]
+        if name and "Transcode: Yes" in cli(f"core show channel {name}"):
+            found.append(name)
+    return found
+
+
 def write_tone(path: Path, freq: float, seconds: float = 20.0, rate: int = 48000) -> Path:
     frames = bytearray()
     for i in range(int(seconds * rate)):

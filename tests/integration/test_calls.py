@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import PRESENT_DB, TONES, connect, lab_exec, wait_tone
+from conftest import PRESENT_DB, TONES, channel_codecs, connect, lab_exec, transcoding_channels, wait_tone
 
 
 def _timings(phone) -> dict:
@@ -66,6 +66,12 @@ def test_agent_to_agent_call_mute_hold_dtmf(phones, lab):
         f"\nA->B: INVITE->200 OK {t['accepted'] - t['invite_sent']:.0f} ms, answer->tone heard at B"
         f" <= {first_audio_ms:.0f} ms; levels B<-A {level_b:.1f} dB, A<-B {level_a:.1f} dB"
     )
+    # Between agents: Opus on both legs, no transcoding.
+    assert channel_codecs(lab, "1000") == ["opus"] and channel_codecs(lab, "1001") == ["opus"], (
+        channel_codecs(lab, "1000"),
+        channel_codecs(lab, "1001"),
+    )
+    assert transcoding_channels(lab) == [], transcoding_channels(lab)
     # A does not hear its own tone from B's side (no echo path).
     assert a.tone_levels([TONES["1000"]])[str(TONES["1000"])] < PRESENT_DB
 

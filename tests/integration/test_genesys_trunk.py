@@ -17,7 +17,18 @@ import time
 import uuid
 
 import pytest
-from conftest import ROOT, TONES, _health, ami_args, lab_exec, run_module, run_playbook, wait_tone
+from conftest import (
+    ROOT,
+    TONES,
+    _health,
+    ami_args,
+    channel_codecs,
+    lab_exec,
+    run_module,
+    run_playbook,
+    transcoding_channels,
+    wait_tone,
+)
 
 sys.path.insert(0, str(ROOT / "lab"))
 import simulator  # noqa: E402
@@ -116,6 +127,10 @@ def test_outbound_call_normalised_and_echoed(sim, phones, lab):
     a.wait_call("in-call")
     level = wait_tone(a, TONES["1000"])
     print(f"\noutbound 9+02071234567: own tone back at {level:.1f} dB")
+    # softphone_trunk_codec: the browser leg uses the trunk's PCMU, so Asterisk relays without transcoding.
+    assert channel_codecs(lab, "1000") == ["ulaw"], channel_codecs(lab, "1000")
+    assert channel_codecs(lab, "genesys") == ["ulaw"], channel_codecs(lab, "genesys")
+    assert transcoding_channels(lab) == [], transcoding_channels(lab)
     got = sim.dialled("primary")[before:]
     assert got == ["+442071234567"], got
     _hangup(a)
@@ -138,6 +153,10 @@ def test_inbound_route_point_reaches_agent_with_call_uuid(sim, phones, lab):
     a.wait_call("in-call")
     # The customer side echoes: the agent's own tone back proves audio both ways.
     wait_tone(a, TONES["1000"])
+    # The agent was offered only the trunk's codec: no transcoding on either leg.
+    assert channel_codecs(lab, "1000") == ["ulaw"], channel_codecs(lab, "1000")
+    assert channel_codecs(lab, "genesys") == ["ulaw"], channel_codecs(lab, "genesys")
+    assert transcoding_channels(lab) == [], transcoding_channels(lab)
     _hangup(a)
     cdr = _cdr_lines(lab, call_uuid)
     assert cdr, f"CallUUID {call_uuid} not in the CDR"

@@ -43,6 +43,8 @@ BASE = {
     },
 }
 ROUTES = BASE["genesys_trunk"]["genesys_trunk_dnis_routes"]
+RANGE_SECRET = "r" * 30
+RANGES = {"asterisk_agent_ranges": [{"first": 20000, "count": 500}], "asterisk_agent_range_secret": RANGE_SECRET}
 
 CASES = [
     # (role, overrides, variable named in the error)
@@ -149,6 +151,26 @@ CASES = [
     ("sipguard", {"sipguard_max_failures": 1}, "sipguard_max_failures"),
     ("sipguard", {"sipguard_ignore": ["office-nat"]}, "sipguard_ignore"),
     ("nginx_tls", {"nginx_tls_ws_upstreams": ["10.0.0.5:8088"]}, "nginx_tls_ws_client_loopback_bind"),
+    # Agent ranges (thousands of agents, passwords derived from one secret).
+    ("asterisk", {"asterisk_agent_ranges": [{"first": 20000, "count": 10}]}, "asterisk_agent_range_secret"),
+    (
+        "asterisk",
+        {"asterisk_agent_ranges": [{"first": 20000, "count": 10}], "asterisk_agent_range_secret": "too-short"},
+        "asterisk_agent_range_secret",
+    ),
+    ("asterisk", {**RANGES, "asterisk_agent_ranges": [{"first": 995, "count": 10}]}, "asterisk_agent_ranges"),
+    ("asterisk", {**RANGES, "asterisk_agent_ranges": [{"first": 20000, "count": 0}]}, "asterisk_agent_ranges"),
+    ("asterisk", {**RANGES, "asterisk_agent_ranges": [{"first": 99990, "count": 20}]}, "asterisk_agent_ranges"),
+    (
+        "asterisk",
+        {**RANGES, "asterisk_agent_ranges": [{"first": 20000, "count": 10, "codecs": ["speex"]}]},
+        "asterisk_agent_ranges",
+    ),
+    (
+        "asterisk",
+        {**RANGES, "asterisk_agent_ranges": [{"first": 20000, "count": 5, "team": "x"}]},
+        "asterisk_agent_ranges",
+    ),
 ]
 
 
@@ -188,5 +210,17 @@ def test_bad_input_fails_naming_the_variable(role, extra, variable, tmp_path):
     assert res.returncode != 0, f"bad input was accepted: {extra}"
     failed = [line for line in out.splitlines() if "msg" in line or "FAILED" in line or variable in line]
     assert variable in out, "\n".join(failed)[-2000:]
-    for value in ("Str0ng-enough-pass1", "a" * 20, "h" * 20, "s" * 30):
+    for value in ("Str0ng-enough-pass1", "a" * 20, "h" * 20, "s" * 30, RANGE_SECRET):
         assert value not in out, "a secret value appeared in the output"
+
+
+@pytest.mark.parametrize("role", ["asterisk", "genesys_trunk"])
+def test_agent_ranges_pass(role, tmp_path):
+    """500 range agents (and a DNIS route to one of them) validate, without printing the range secret."""
+    extra = dict(RANGES)
+    if role == "genesys_trunk":
+        extra["genesys_trunk_dnis_routes"] = {**ROUTES, "5002": {"type": "extension", "target": "20499"}}
+    res = run_validate(role, extra, tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert RANGE_SECRET not in out
