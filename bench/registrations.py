@@ -234,6 +234,7 @@ class Cycle:
         self.refresh_ok = 0
         self.refresh_failed = 0
         self.retries_423 = 0
+        self.stale_retries = 0
         self.requests_in: collections.Counter = collections.Counter()
         self.connect_start: list[float] = []
         self.connect_ms: list[float] = []
@@ -399,11 +400,22 @@ class Registration:
         expires = self.cfg.expires if expires is None else expires
         t0 = time.monotonic()
         auth = None
-        authed = False
+        authed = stale_retried = False
         try:
-            for _ in range(4):
+            for _ in range(5):
                 resp = await self._transaction(self._register(expires, auth))
                 code = resp.status
+                stale = (
+                    code in (401, 407)
+                    and authed
+                    and not stale_retried
+                    and (str((pick_challenge(resp) or {}).get("stale", "")).lower() == "true")
+                )
+                if stale:
+                    # The nonce expired while the request waited (RFC 7616: stale=true): answer the
+                    # new challenge once, as JsSIP does. Counted: it shows the server was slow.
+                    self.cycle.stale_retries += 1
+                    stale_retried, authed = True, False
                 if code in (401, 407) and not authed:
                     ch = pick_challenge(resp)
                     if ch is None:
@@ -538,7 +550,9 @@ def preflight(sampler: ContainerSampler, accts: list[Account], args) -> dict:
     pf: dict = {"warnings": []}
     warn = pf["warnings"].append
     n = len(accts)
-    conf = lab_exec("docker", "exec", NGINX, "nginx", "-T", check=False)
+    conf = lab_exec("docker", "exec", NGINX, "nginx", "-T", "-c", "/etc/nginx/voiceops/nginx.conf", check=False)
+    if "worker_connections" not in conf:  # an older deployment: nginx.conf mounted as a file
+        conf = lab_exec("docker", "exec", NGINX, "nginx", "-T", check=False)
     ws_loc = re.search(r"location\s+/ws\s*\{(.*?)\}", conf, re.S)
     zone = (
         re.search(r"limit_req\s+zone=(\S+?)(?:\s+burst=(\d+))?(\s+nodelay)?\s*;", ws_loc.group(1)) if ws_loc else None
@@ -766,6 +780,7 @@ async def run_cycle(
             "refresh_ok": cyc.refresh_ok,
             "refresh_failed": cyc.refresh_failed,
             "retries_after_423": cyc.retries_423,
+            "stale_nonce_retries": cyc.stale_retries,
             "requests_answered": dict(cyc.requests_in),
             "closed_by_server": cyc.closed_by_server,
             "close_all_s": close_s,

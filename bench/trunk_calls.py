@@ -139,7 +139,8 @@ def ensure_sipp(net_prefix: str) -> str:
     )
     if build.returncode != 0:
         raise BenchError(f"building the SIPp image failed: {build.stderr.strip()[-400:]}")
-    sh("docker", "rm", "-f", SIPP, check=False)
+    if sh("docker", "ps", "-aq", "--filter", f"name=^{SIPP}$", check=False).strip():
+        raise BenchError(f"container {SIPP} exists: another benchmark uses it (if stale: docker rm -f {SIPP})")
     sh("docker", "run", "-d", "--name", SIPP, "--network", "webrtc-lab", "--ip", ip,
        "--ulimit", "nofile=16384:16384", SIPP_IMAGE, "sleep", "infinity")  # fmt: skip
     sh("docker", "exec", SIPP, "mkdir", "-p", "/bench")

@@ -5,9 +5,16 @@ Headless Chromium (Debian's /usr/bin/chromium driven by Playwright, the flags
 of tests/integration/conftest.py's Phone) opens one softphone page per call,
 each with its own JsSIP UA, WSS connection through nginx TLS and DTLS-SRTP
 call. --pages-per-browser pages (default 10) share one Chromium process, one
-browser context and one renderer; each Chromium has a fake microphone playing
-a tone of its own (500/700/900/1100 Hz). SIPp (bench/trunk_calls.py's
-sipp_peer) plays the trunk's SIP Server: it answers and echoes the RTP back.
+browser context and one renderer (--context-per-page: a context and renderer
+each, ~25 % more CPU); each Chromium has a fake microphone playing a tone of
+its own (500/700/900/1100 Hz). SIPp (bench/trunk_calls.py's sipp_peer) plays
+the trunk's SIP Server: it answers and echoes the RTP back.
+
+The browsers cost ~10 % of a core per call (Chromium's WebRTC, audio and
+network service processes): on a 2-core machine that also runs the lab, about
+10 calls keep real time; beyond that the machine is saturated, the pages fall
+behind (late packets, concealment, SIP session refreshes missed: Asterisk ends
+such calls after ~60-75 s) and the figures say so.
 
   page (ICE, DTLS-SRTP) --> Asterisk --> trunk "genesys" (G.711 RTP) --> SIPp echo
 
@@ -122,10 +129,10 @@ TONES_HZ = [500.0, 700.0, 900.0, 1100.0]
 MAX_PAGES_PER_BROWSER = 15
 NUMBER = "90201234{:04d}"  # 9 + UK national number (0NXXXXXXXXX -> +44...)
 
-# As conftest.Phone, plus: never throttle pages that are not in front, and one
-# renderer process for all pages of a browser (with one browser context per
-# browser and phase: ~25 % less CPU per call than a process per page, as the
-# pages share WebRTC's worker threads and audio mixer).
+# As conftest.Phone, plus: never throttle pages that are not in front. run()
+# adds --renderer-process-limit=1 unless --context-per-page: with one browser
+# context per Chromium and phase, all its pages share one renderer (~25 % less
+# CPU per call than a renderer per page: shared WebRTC threads and audio mixer).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -315,7 +322,9 @@ def channel_legs(start: dict, end: dict, first: int, seconds: float) -> dict:
     legs: dict[str, dict] = {}
     for chan, c in end.items():
         kind = leg_kind(chan, end, first)
-        b = start.get(chan, {"rx": 0, "lost": 0})
+        b = start.get(chan)
+        if b is None:  # came up during the window: not counted
+            continue
         leg = legs.setdefault(kind, {"legs": 0, "codecs": collections.Counter(), "rx": 0, "lost": 0, "jitter": []})
         leg["legs"] += 1
         leg["codecs"][c["codec"]] += 1
@@ -588,7 +597,12 @@ async def run_phase(
 ) -> dict:
     spec = PHASES[name]
     exts = [str(spec["first"] + i) for i in range(n)]
-    res: dict = {"phase": name, "codec_wanted": spec["codec"], "agents": f"{exts[0]}-{exts[-1]}", "requested": n}
+    res: dict = {
+        "phase": name,
+        "codec": spec["codec"],
+        "agents": f"{exts[0]}-{exts[-1]}",
+        "requested": n,
+    }
     print(f"[{name}] opening {n} pages in {len(browsers)} Chromium, logging in {res['agents']}", flush=True)
     t0 = time.monotonic()
     contexts = []
@@ -604,10 +618,10 @@ async def run_phase(
     pages = [o for o in opened if not isinstance(o, BaseException)]
     failures = [f"open: {o}" for o in opened if isinstance(o, BaseException)]
     try:
-        ok = [(o, e, hz) for o, e, (_, hz) in zip(opened, exts, where) if not isinstance(o, BaseException)]
-        logins = await bounded(args.parallel, [login(p, e, derive_password(secret, e)) for p, e, _ in ok])
+        loaded = [(o, e, hz) for o, e, (_, hz) in zip(opened, exts, where) if not isinstance(o, BaseException)]
+        logins = await bounded(args.parallel, [login(p, e, derive_password(secret, e)) for p, e, _ in loaded])
         failures += [str(r) for r in logins if isinstance(r, BaseException)]
-        live = [(hz, p, e) for (p, e, hz), r in zip(ok, logins) if not isinstance(r, BaseException)]
+        live = [(hz, p, e) for (p, e, hz), r in zip(loaded, logins) if not isinstance(r, BaseException)]
         res["registered"] = len(live)
         res["setup_s"] = {"pages_and_logins": time.monotonic() - t0}
 
@@ -660,10 +674,10 @@ async def run_phase(
             res["peer_replaced"] = True
         still = await asyncio.gather(*(in_call(p) for p, _ in up))
         elapsed = busy["seconds"]
-        established = sum(1 for ok in still if ok is True)
-        for (_, ext), ok in zip(up, still):
-            if ok is not True:
-                failures.append(f"{ext}: call dropped during the window: {ok}")
+        established = sum(1 for st in still if st is True)
+        for (_, ext), st in zip(up, still):
+            if st is not True:
+                failures.append(f"{ext}: call dropped during the window: {st}")
         res.update(
             {
                 "established": established,
@@ -705,10 +719,11 @@ async def run_phase(
         res.update(cpu_per_call(idle_before, busy, idle_after, established))
         # The packets Asterisk relayed against the nominal 50/s each way: on a
         # starved machine the browsers send less, and the cost per call reads low.
-        legs = res["asterisk_channelstats"]
-        rx = sum(legs.get(k, {}).get("rx_packets_per_s", 0.0) for k in ("browser", "trunk"))
+        legs = [res["asterisk_channelstats"].get(k, {}) for k in ("browser", "trunk")]
+        rx = sum(leg.get("rx_packets_per_s", 0.0) for leg in legs)
+        count = sum(leg.get("legs", 0) for leg in legs)  # legs up for the whole window
         res["asterisk_rx_packets_per_s"] = rx
-        res["packet_rate_vs_nominal"] = rx / (established * 2 * 50) if established else None
+        res["packet_rate_vs_nominal"] = rx / (count * 50) if count else None
         ratio, per_call = res["packet_rate_vs_nominal"], res["per_call_pct_core"]
         res["per_call_pct_core_at_nominal_rate"] = per_call / ratio if per_call is not None and ratio else None
     finally:
@@ -716,6 +731,9 @@ async def run_phase(
         await asyncio.gather(*(c.close() for c in contexts), return_exceptions=True)
     res["failures"] = failures[:50]
     res["ok"] = res.get("established", 0) >= n and not res.get("peer_replaced")
+    # The names bench/run_all.py's summary reads.
+    res["calls_established"] = res.get("established", 0)
+    res["capacity_2core"] = res.get("calls_per_2core_host")
     return res
 
 
@@ -746,7 +764,20 @@ async def run(args, lab: dict, secret: str) -> list[dict]:
                     for i, (n, name) in enumerate(steps):
                         if i:
                             await asyncio.sleep(args.pause)
-                        results.append(await run_phase(name, n, browsers, lab, secret, args, sampler, tmp))
+                        try:
+                            results.append(await run_phase(name, n, browsers, lab, secret, args, sampler, tmp))
+                        except Exception as exc:  # noqa: BLE001 - the other steps still run and report
+                            first = PHASES[name]["first"]
+                            results.append(
+                                {
+                                    "phase": name,
+                                    "codec": PHASES[name]["codec"],
+                                    "requested": n,
+                                    "agents": f"{first}-{first + n - 1}",
+                                    "failures": [f"{type(exc).__name__}: {exc}"],
+                                    "ok": False,
+                                }
+                            )
             finally:
                 for browser, _ in browsers:
                     await browser.close()
@@ -830,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a browser context (and renderer process) per page instead of one per Chromium",
     )
-    ap.add_argument("--retries", type=int, default=2, help="measure again when Asterisk's CPU is not steady")
+    ap.add_argument("--retries", type=int, default=1, help="measure again when Asterisk's CPU is not steady")
     ap.add_argument("--chromium-arg", action="append", default=[], help="extra Chromium switch (repeatable)")
     args = ap.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]

@@ -92,6 +92,31 @@ def test_live_call_survives_a_config_change_and_reconverge(phones, lab, inventor
     assert res.returncode == 0, res.stdout[-3000:]
 
 
+def test_nginx_config_change_reaches_the_running_nginx(lab, inventory):
+    """A re-rendered nginx.conf is validated and reloaded into the running nginx (no restart).
+
+    Regression: nginx.conf was bind-mounted as a single file, so a new version
+    (a new inode) never reached the container until it was recreated.
+    """
+
+    def seen() -> str:
+        out = lab_exec(lab, "docker", "exec", "webrtc-nginx", "nginx", "-T", "-c", "/etc/nginx/voiceops/nginx.conf")
+        return re.search(r"worker_connections\s+(\d+)", out).group(1)
+
+    started = lab_exec(lab, "docker", "inspect", "-f", "{{.State.StartedAt}}", "webrtc-nginx").strip()
+    before = seen()
+    res = _site(inventory, "-e", "nginx_tls_worker_connections=15999", "--tags", "nginx_tls")
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "Reload nginx workers" in res.stdout
+    try:
+        assert seen() == "15999"
+        assert lab_exec(lab, "docker", "inspect", "-f", "{{.State.StartedAt}}", "webrtc-nginx").strip() == started
+    finally:
+        res = _site(inventory, "--tags", "nginx_tls")  # back to the inventory's value
+        assert res.returncode == 0, res.stdout[-3000:]
+    assert seen() == before
+
+
 def test_asterisk_crash_recovers_and_agents_reregister(phones, lab):
     a = phones("1000")
     b = phones("1001")
