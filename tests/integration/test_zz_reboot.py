@@ -12,14 +12,18 @@ def test_lab_host_reboot_brings_everything_back(phones, lab, inventory, tmp_path
     t0 = time.monotonic()
     subprocess.run(["docker", "restart", "-t", "30", lab["container"]], check=True, capture_output=True)
     deadline = time.monotonic() + 180
-    running = ""
+    running = ws = ""
     while time.monotonic() < deadline:
         running = lab_exec(lab, "docker", "ps", "--format", "{{.Names}}")
         ok = lab_exec(lab, "systemctl", "is-active", "voiceops-turn-credentials").strip() == "active"
-        if ok and all(n in running for n in ("webrtc-asterisk", "webrtc-nginx", "webrtc-coturn")):
+        # The agents' path too: nginx answers /ws from Asterisk (426 to a plain GET), not 502
+        # (upstream not up yet, or marked failed for nginx's fail_timeout).
+        ws = lab_exec(lab, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "https://127.0.0.1:8089/ws")
+        if ok and ws == "426" and all(n in running for n in ("webrtc-asterisk", "webrtc-nginx", "webrtc-coturn")):
             break
         time.sleep(2)
     assert all(n in running for n in ("webrtc-asterisk", "webrtc-nginx", "webrtc-coturn")), running
+    assert ws == "426", f"wss /ws through nginx answers {ws} after the reboot, not 426 from Asterisk"
     lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "core waitfullybooted")
     print(f"\nlab host rebooted: services back after {time.monotonic() - t0:.1f} s")
     ip_now = subprocess.run(
