@@ -10,10 +10,14 @@ create_host, like `make lab`'s webrtc-lab-host), then times:
 
 with the lab inventory, the lab secrets (-e @.lab/secrets.yml, as `make lab`)
 and extra vars that point the inventory's lab-pbx at the bench host
-(ansible_host, pbx_public_address). The ansible.posix.profile_tasks callback
-gives each task's time; the slowest go into the JSON.
+(ansible_host, pbx_public_address, and trunk addresses nobody uses). The
+ansible.posix.profile_tasks callback gives each task's time; the slowest, the
+time per role and the CPU seconds spent by Ansible here and in the bench host
+go into the JSON.
 
-Prints the figures and writes JSON (and the two playbook logs) to
+  .venv/bin/python bench/deploy.py [--reruns N] [-- -e var=value ...]
+
+Prints the figures and writes JSON (and each run's playbook log) to
 bench/results/. Removes the bench host container and the volumes it made at
 the end, whatever happens (--keep leaves them for a look). The lab host
 webrtc-lab-host is never touched; `make lab` (or at least the webrtc-lab

@@ -85,12 +85,15 @@ def rows(runs: dict, profile: dict) -> list[tuple[str, str, str, str]]:
     d = _g(runs, "deploy", "data")
     if d:
         out.append(("deploy", "fresh converge of site.yml", fmt(_g(d, "fresh", "seconds"), ".0f", " s"), "-"))
-        rerun = _g(d, "rerun", "seconds")
+        reruns = d.get("reruns") or [{}]
+        rerun = d.get("rerun_s", reruns[0].get("seconds"))
+        changed = d.get("rerun_changed")
+        changed = changed[0] if isinstance(changed, list) and len(changed) == 1 else changed
         out.append(
             (
                 "deploy",
                 "idempotent re-run (changed)",
-                f"{fmt(rerun, '.0f', ' s')} (changed={_g(d, 'rerun', 'changed')})",
+                f"{fmt(rerun, '.0f', ' s')} (changed={changed})",
                 "<= 30 s, changed=0",
             )
         )
@@ -118,7 +121,7 @@ def rows(runs: dict, profile: dict) -> list[tuple[str, str, str, str]]:
     if d:
         cycles = d.get("cycles") or []
         ok = min((c.get("ok", 0) for c in cycles), default=0)
-        total = _g(d, "accounts", "count") or (len(cycles) and cycles[0].get("count"))
+        total = _g(d, "config", "count") or (cycles[0].get("registrations") if cycles else None)
         bursts = [c.get("burst_s") for c in cycles if c.get("burst_s") is not None]
         out.append(
             (
@@ -130,8 +133,20 @@ def rows(runs: dict, profile: dict) -> list[tuple[str, str, str, str]]:
         )
         out.append(("registrations", "burst", fmt(max(bursts) if bursts else None, ".1f", " s"), "<= 30 s"))
         leak = d.get("leak") or {}
-        verdicts = ", ".join(f"{k}: {v.get('verdict')}" for k, v in leak.items())
-        out.append(("registrations", "memory after close", verdicts or "-", "no leak"))
+        parts = []
+        for key, label in (("asterisk_rss", "Asterisk"), ("nginx_rss", "nginx")):
+            growth = _g(leak, key, "growth_per_cycle") or []
+            if growth:
+                parts.append(f"{label} {', '.join(f'{g / 2**20:+.0f}' for g in growth)} MiB")
+        verdict = str(_g(leak, "asterisk_rss", "verdict") or "-").split(":")[0]
+        out.append(
+            (
+                "registrations",
+                "RSS kept after close, per cycle",
+                f"{'; '.join(parts) or '-'} ({verdict})",
+                "no leak",
+            )
+        )
     d = _g(runs, "trunk_calls", "data")
     if d:
         out.append(("trunk calls", "clean concurrent G.711 calls", fmt(d.get("max_clean_concurrent")), ">= 300"))
@@ -176,10 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated benchmarks to skip (e.g. deploy,webrtc_calls)")
     ap.add_argument("--keep-profile", action="store_true", help="leave the lab converged with bench/profile.yml")
+    ap.add_argument(
+        "--table-only", action="store_true", help="run nothing: print the table from the newest bench/results/*.json"
+    )
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     runs: dict[str, dict] = {}
     started = time.time()
+    if args.table_only:
+        for name in ("deploy", "call_setup", "registrations", "trunk_calls", "webrtc_calls", "pjsip_state"):
+            files = sorted(p for p in RESULTS.glob(f"{name}-*.json") if p.stem[len(name) + 1 :].isalnum())
+            if files:
+                data = json.loads(files[-1].read_text())
+                runs[name] = {"exit": 0, "json": str(files[-1].relative_to(ROOT)), "data": data}
+        print("\n".join("| " + " | ".join(r) + " |" for r in rows(runs, {})))
+        return 0
     if "deploy" not in skip:
         runs["deploy"] = run("deploy")
     print("\n=== converge the lab with bench/profile.yml", flush=True)
@@ -191,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = [
             ("call_setup", []),
-            ("registrations", ["--first", "20000", "--count", "5000", "--hold", "120"]),
+            ("registrations", ["--first", "20000", "--count", "5000", "--hold", "120", "--cycles", "3"]),
             ("trunk_calls", []),
             ("webrtc_calls", []),
             ("pjsip_state", []),
