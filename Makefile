@@ -63,8 +63,9 @@ lint: venv collection-link
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: venv collection-link
+unit: venv collection-link node
 	$(BIN)/pytest -q tests/unit
+	for t in softphone/test/*.test.mjs; do node --no-warnings $$t || exit 1; done
 
 build: venv softphone
 	mkdir -p .lab/dist

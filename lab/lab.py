@@ -147,6 +147,10 @@ def _password(n: int = 24) -> str:
             return pw
 
 
+def _digits(n: int) -> str:
+    return "".join(secrets.choice(string.digits) for _ in range(n))
+
+
 def ensure_secrets() -> dict:
     """Lab secrets: generated once, kept in .lab/secrets.yml (git-ignored, 0600).
 
@@ -163,6 +167,11 @@ def ensure_secrets() -> dict:
         "lab_agent_passwords": lambda: {u: _password(20) for u in LAB_USERS},
         # Range agents (asterisk_agent_ranges, e.g. the benchmarks' 5000): passwords derive from it.
         "asterisk_agent_range_secret": lambda: _password(32),
+        # Voicemail PINs and the conference room's admin PIN (digits).
+        "lab_voicemail_pins": lambda: {u: _digits(6) for u in LAB_USERS},
+        "lab_conference_admin_pin": lambda: _digits(6),
+        # Keys the voicemail portal's password hashes and signs its audio links.
+        "voicemail_portal_secret": lambda: _password(40),
     }
     missing = {k: make() for k, make in wanted.items() if k not in data}
     if missing:
@@ -338,7 +347,14 @@ def write_lab_json(data: dict) -> dict:
         "host_address": ip,
         "ca_certificate": str(ca),
         "echo_test": "600",
-        "users": [{"user": u, "password": p} for u, p in data["lab_agent_passwords"].items()],
+        "users": [
+            {"user": u, "password": p, "voicemail_pin": data["lab_voicemail_pins"][u]}
+            for u, p in data["lab_agent_passwords"].items()
+        ],
+        "voicemail": "dial 601 (your PIN is voicemail_pin above); calls you do not answer go to voicemail",
+        "conference": {"number": "700", "admin_pin": data["lab_conference_admin_pin"], "participants": "press #"},
+        "queue": "dial 800: rings agents 1001 and 1002",
+        "record_toggle": "press *3 during an agent call to start or stop recording",
         "trunk_simulator": {
             "what": "Genesys SIP Server simulator (lab/simulator.py), Asterisk answering like SIP Server",
             "primary": {"container": simulator.NAMES["primary"], "address": SIM_PRIMARY_IP, "port": 5060},
@@ -370,8 +386,11 @@ def up(args: argparse.Namespace) -> None:
     print(f"  Softphone: {info['web_url']}   (lab CA: {info['ca_certificate']})")
     print(f"  WebSocket: {info['wss_url']}   SIP domain: {info['sip_domain']}")
     for u in info["users"]:
-        print(f"  User {u['user']}  password {u['password']}")
+        print(f"  User {u['user']}  password {u['password']}  voicemail PIN {u['voicemail_pin']}")
     print(f"  Echo test: dial {info['echo_test']}.  Details: {LAB_JSON.relative_to(ROOT)}")
+    conf = info["conference"]
+    print(f"  Voicemail: dial 601.  Conference: dial {conf['number']} (admin PIN {conf['admin_pin']}, others press #).")
+    print(f"  Queue: {info['queue']}.  Recording: {info['record_toggle']}.")
     print(f"  Genesys simulator: dial 9 + any number (echoes you back); inbound: {info['trunk_simulator']['inbound']}")
 
 

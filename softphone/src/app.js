@@ -6,6 +6,11 @@ import { Phone, CALL, MSG } from './phone.js';
 import { createUI } from './ui.js';
 import { Ringtone } from './ringtone.js';
 import { addCallLogEntry, callLogEntries, clearCallLog } from './calllog.js';
+import { Devices } from './devices.js';
+import { parseMessageSummary } from './mwi.js';
+import { estimateMOS, rating } from './quality.js';
+import { VoicemailClient } from './voicemail.js';
+import { VoicemailPanel } from './voicemailpanel.js';
 
 const CREDENTIALS_KEY = 'softphone.credentials';
 const VOLUME_KEY = 'softphone.volume';
@@ -37,9 +42,14 @@ const storage = {
 
 const remoteAudio = document.getElementById('remote-audio');
 const ringtone = new Ringtone();
+const devices = new Devices(storage, { remoteAudio });
 let phone = null;
 let config = null;
 let configError = null;
+// Voicemail portal: the agent's own credentials, straight from the Phone's
+// memory (never stored here, never shown).
+let vmClient = new VoicemailClient('', () => null);
+let vmPanel = null;
 
 function idleSnapshot() {
   return {
@@ -59,6 +69,15 @@ function idleSnapshot() {
     duration: 0,
     endCause: '',
     lastError: configError,
+    calls: [],
+    incoming: null,
+    transfer: null,
+    transferring: false,
+    conference: false,
+    quality: null,
+    mwi: {
+      waiting: false, new: 0, old: 0, urgent_new: 0, urgent_old: 0, account: '',
+    },
   };
 }
 
@@ -115,6 +134,58 @@ function logout() {
   return phone ? phone.logout() : Promise.resolve(true);
 }
 
+function voicemail() {
+  const p = requirePhone();
+  if (!config.voicemailNumber) {
+    return Promise.reject(new Error('No voicemail number configured'));
+  }
+  return p.call(config.voicemailNumber);
+}
+
+// Sends the DTMF sequence configured for a conference action.
+function conference(action) {
+  const p = requirePhone();
+  const sequences = config.conferenceDtmf;
+  if (!Object.prototype.hasOwnProperty.call(sequences, action)) {
+    throw new Error(`Unknown conference action ${action} (one of ${Object.keys(sequences).join(', ')})`);
+  }
+  if (!sequences[action]) {
+    throw new Error(`Conference action ${action} is switched off`);
+  }
+  p.sendDTMF(sequences[action]);
+  return sequences[action];
+}
+
+async function listDevices() {
+  const list = await devices.list();
+  ui.renderDevices(list);
+  return list;
+}
+
+// kind: 'audioinput' | 'audiooutput'; id: a deviceId from devices(), or ""
+// for the default. Resolves with {kind, id, switched} (switched: live calls
+// moved to the new microphone).
+async function setDevice(kind, id = '') {
+  const deviceId = typeof id === 'string' ? id : '';
+  if (kind === 'audioinput') {
+    const p = await withPhone();
+    const switched = await p.setMicrophone(deviceId);
+    devices.remember(kind, deviceId);
+    listDevices().catch(() => {});
+    return { kind, id: deviceId, switched };
+  }
+  if (kind === 'audiooutput') {
+    await devices.applySpeaker(deviceId, ringtone.ctx);
+    devices.remember(kind, deviceId);
+    if (vmPanel) {
+      vmPanel.setSpeaker(deviceId);
+    }
+    listDevices().catch(() => {});
+    return { kind, id: deviceId, switched: 0 };
+  }
+  throw new Error(`Unknown device kind ${kind} (audioinput or audiooutput)`);
+}
+
 const ui = createUI({
   login(ext, password, remember) {
     ringtone.unlock(); // user gesture: allow the ringtone to play later
@@ -135,10 +206,53 @@ const ui = createUI({
       phone.answer().catch(report);
     }
   },
-  reject() {
+  reject(id) {
     if (phone) {
-      phone.reject();
+      phone.reject(id);
     }
+  },
+  switchCall() {
+    if (phone) {
+      phone.switchTo().catch(report);
+    }
+  },
+  transfer(number) {
+    if (phone) {
+      phone.transferTo(number).catch(report);
+    }
+  },
+  consult(number) {
+    if (phone) {
+      phone.consult(number).catch(report);
+    }
+  },
+  completeTransfer() {
+    if (phone) {
+      phone.completeTransfer().catch(report);
+    }
+  },
+  cancelTransfer() {
+    if (phone) {
+      phone.cancelTransfer().catch(report);
+    }
+  },
+  conference(action) {
+    try {
+      conference(action);
+    } catch (err) {
+      report(err);
+    }
+  },
+  voicemail() {
+    ringtone.unlock();
+    try {
+      voicemail().catch(report);
+    } catch (err) {
+      report(err);
+    }
+  },
+  setDevice(kind, id) {
+    setDevice(kind, id).catch(report);
   },
   hangup() {
     if (phone) {
@@ -177,9 +291,16 @@ const ui = createUI({
 
 function onChange(s) {
   ui.render(s);
+  if (vmPanel) {
+    vmPanel.setAccount(s.loggedIn ? s.extension : '');
+  }
   if (s.call === CALL.INCOMING) {
-    ringtone.start();
+    ringtone.start('normal');
     document.title = `Incoming call: ${s.peer}`;
+  } else if (s.incoming && s.incoming.waiting) {
+    // A second call behind the active one: quieter, so the call stays audible.
+    ringtone.start('soft');
+    document.title = `Call waiting: ${s.incoming.number}`;
   } else {
     ringtone.stop();
     document.title = TITLE;
@@ -201,24 +322,43 @@ function bindPhone() {
   phone.addEventListener('change', (e) => onChange(e.detail));
   phone.addEventListener('registered', (e) => {
     checkMicrophonePermission();
+    listDevices().catch(() => {});
+    if (vmPanel) {
+      vmPanel.refresh().catch(() => {});
+    }
     fire('registered', e.detail);
   });
   phone.addEventListener('incoming', (e) => {
     fire('incoming', e.detail);
-    if (config.autoAnswer) {
+    if (config.autoAnswer && !e.detail.waiting) {
       phone.answer().catch(report);
     }
   });
-  phone.addEventListener('accepted', (e) => fire('accepted', e.detail));
+  phone.addEventListener('accepted', (e) => {
+    fire('accepted', e.detail);
+    listDevices().catch(() => {}); // labels are known once the microphone is open
+  });
+  phone.addEventListener('transferred', (e) => fire('transferred', e.detail));
+  phone.addEventListener('mwi', (e) => {
+    if (vmPanel) {
+      vmPanel.onMWI();
+    }
+    fire('mwi', e.detail);
+  });
   phone.addEventListener('ended', (e) => {
     const d = e.detail;
+    // Numbers, times and results only: never credentials.
     const entry = {
       direction: d.direction,
+      missed: d.result === 'missed',
       number: d.number,
       duration: d.duration,
       time: new Date(d.startedAt).toISOString(),
       result: d.result,
     };
+    if (d.transfer) {
+      entry.transfer = { type: d.transfer.type, target: String(d.transfer.target) };
+    }
     if (d.callUUID) {
       entry.callUUID = d.callUUID;
     }
@@ -243,6 +383,18 @@ ui.render(idleSnapshot());
 ui.renderLog(callLogEntries());
 initVolume();
 
+function initDevices() {
+  const speaker = devices.selected('audiooutput');
+  if (speaker) {
+    devices.applySpeaker(speaker).catch(() => devices.remember('audiooutput', ''));
+  }
+  listDevices().catch(() => {});
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener('devicechange', () => listDevices().catch(() => {}));
+  }
+}
+initDevices();
+
 const unlockAudio = () => ringtone.unlock();
 document.addEventListener('pointerdown', unlockAudio, { once: true });
 document.addEventListener('keydown', unlockAudio, { once: true });
@@ -250,7 +402,14 @@ document.addEventListener('keydown', unlockAudio, { once: true });
 const ready = loadConfig().then((cfg) => {
   config = cfg;
   phone = new Phone(cfg, { remoteAudio });
+  phone.micDeviceId = devices.selected('audioinput');
+  vmClient = new VoicemailClient(cfg.voicemailApiUrl, () => (phone && phone.creds
+    ? { ext: phone.creds.ext, password: phone.creds.password }
+    : null));
+  vmPanel = new VoicemailPanel(vmClient);
+  vmPanel.setSpeaker(devices.selected('audiooutput'));
   bindPhone();
+  ui.configure({ voicemailNumber: cfg.voicemailNumber, conferenceDtmf: cfg.conferenceDtmf });
   ui.render(phone.snapshot());
   const saved = storedCredentials();
   if (saved) {
@@ -283,12 +442,25 @@ async function withPhone() {
   return phone;
 }
 
+async function withVoicemail() {
+  await ready;
+  if (!vmPanel) {
+    throw new Error('voicemail: not ready');
+  }
+  return vmPanel;
+}
+
+// A plain copy (no shared objects) for callers of the test hooks.
+const copy = (v) => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
+
 function requirePhone() {
   if (!phone) {
     throw new Error(configError || 'Not ready');
   }
   return phone;
 }
+
+const callInfo = (c) => ({ ...c });
 
 window.softphone = Object.freeze({
   ready: () => ready,
@@ -304,6 +476,12 @@ window.softphone = Object.freeze({
       peer: s.peer,
       reason: s.registrationReason,
       callData: { ...s.callData },
+      calls: s.calls.map(callInfo),
+      incoming: s.incoming ? callInfo(s.incoming) : null,
+      transfer: s.transfer ? { ...s.transfer } : null,
+      transferring: s.transferring,
+      conference: s.conference,
+      mwi: { ...s.mwi },
     };
   },
   login: async (ext, password) => {
@@ -315,11 +493,54 @@ window.softphone = Object.freeze({
     return logout();
   },
   call: async (target) => (await withPhone()).call(target),
-  answer: async () => (await withPhone()).answer(),
+  answer: async (id) => (await withPhone()).answer(id),
+  reject: (id) => (phone ? phone.reject(id) : false),
   hangup: () => (phone ? phone.hangup() : false),
   mute: (on = true) => requirePhone().mute(on),
   hold: async (on = true) => (await withPhone()).hold(on),
   sendDTMF: (digits) => requirePhone().sendDTMF(digits),
+  // Two calls: switch the active one (the other goes on hold).
+  switchCall: async () => (await withPhone()).switchTo(),
+  switchTo: async (id) => (await withPhone()).switchTo(id),
+  // Transfers.
+  transfer: async (number) => (await withPhone()).transferTo(number),
+  consult: async (number) => (await withPhone()).consult(number),
+  completeTransfer: async () => (await withPhone()).completeTransfer(),
+  cancelTransfer: async () => (await withPhone()).cancelTransfer(),
+  // Voicemail and conferences.
+  mwi: () => {
+    const m = phone ? phone.snapshot().mwi : idleSnapshot().mwi;
+    return { ...m };
+  },
+  parseMWI: (body) => parseMessageSummary(body),
+  voicemail: async () => {
+    await withPhone();
+    return voicemail();
+  },
+  conference: (action) => conference(action),
+  // Voicemail portal (the panel): {mailbox, counts, messages} of both folders.
+  voicemailList: async () => copy(await (await withVoicemail()).refresh()),
+  voicemailPlay: async (folder, id) => copy(await (await withVoicemail()).play(folder, id)),
+  voicemailDelete: async (folder, id) => copy(await (await withVoicemail()).remove(folder, id)),
+  voicemailToneLevels: async (freqs, ms = 1500) => (await withVoicemail()).toneLevels(freqs, ms),
+  voicemailFetch: async (path, options = {}) => {
+    await withVoicemail();
+    const { method, headers, auth } = options || {};
+    const answer = await vmClient.raw(path, { method, headers, auth });
+    return copy(answer);
+  },
+  // Audio devices.
+  devices: () => listDevices(),
+  setDevice: (kind, id) => setDevice(kind, id),
+  // Call quality.
+  quality: () => (phone ? phone.quality() : null),
+  estimateMOS: ({
+    rtt_ms: rttMs = 0, jitter_ms: jitterMs = 0, loss_pct: lossPct = 0, codec = '',
+  } = {}) => estimateMOS({
+    rttMs, jitterMs, lossPct, codec,
+  }),
+  qualityRating: (mos) => rating(mos),
+  callLog: () => callLogEntries(),
   remoteStream: () => (phone ? phone.remoteStream() : null),
   peerConnection: () => (phone ? phone.peerConnection() : null),
   timings: () => (phone ? phone.timings() : null),

@@ -20,8 +20,11 @@ function write(entries) {
   }
 }
 
-// entry: {direction: 'in'|'out', number, duration (s), time (ISO), result,
-//         callUUID (optional: X-Genesys-CallUUID of an incoming call)}
+// entry: {direction: 'in'|'out', missed (bool), number, duration (s),
+//         time (ISO), result ('answered', 'transferred', 'missed', 'rejected',
+//         'cancelled', 'failed'), transfer (optional: {type: 'blind' |
+//         'attended', target}), callUUID (optional: X-Genesys-CallUUID of an
+//         incoming call)}
 export function addCallLogEntry(entry) {
   const entries = read();
   entries.unshift(entry);

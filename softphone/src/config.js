@@ -28,6 +28,63 @@ function iceTimeout(value) {
   return Math.min(MAX_ICE_TIMEOUT_MS, Math.max(MIN_ICE_TIMEOUT_MS, Math.round(n)));
 }
 
+// Conference controls: DTMF sequences sent in a conference call (ConfBridge
+// menu). Keys are the actions of softphone.conference(action).
+export const CONFERENCE_DTMF_DEFAULTS = Object.freeze({
+  mute_self: '*1',
+  lock: '*2',
+  kick_last: '*3',
+  mute_all: '*4',
+  count: '*5',
+  leave: '*8',
+});
+const DTMF_SEQUENCE_RE = /^[0-9A-D*#]{1,16}$/i;
+const NUMBER_RE = /^[A-Za-z0-9*#+._-]{1,32}$/;
+
+function dialNumber(value) {
+  const v = typeof value === 'number' ? String(value) : value;
+  return typeof v === 'string' && NUMBER_RE.test(v.trim()) ? v.trim() : '';
+}
+
+// Defaults merged with the configured sequences; "" switches a button off,
+// invalid values keep the default.
+function conferenceDtmf(value) {
+  const out = { ...CONFERENCE_DTMF_DEFAULTS };
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const key of Object.keys(CONFERENCE_DTMF_DEFAULTS)) {
+      const v = value[key];
+      if (v === '') {
+        out[key] = '';
+      } else if (typeof v === 'string' && DTMF_SEQUENCE_RE.test(v.trim())) {
+        out[key] = v.trim().toUpperCase();
+      }
+    }
+  }
+  return Object.freeze(out);
+}
+
+// Voicemail portal API (voicemail_portal role), same origin: a path such as
+// "/voicemail/api/". Missing: the default; "" switches the panel off.
+export const DEFAULT_VOICEMAIL_API_URL = '/voicemail/api/';
+
+function voicemailApiUrl(value) {
+  if (value === undefined || value === null) {
+    return DEFAULT_VOICEMAIL_API_URL;
+  }
+  if (typeof value !== 'string') {
+    return DEFAULT_VOICEMAIL_API_URL;
+  }
+  const v = value.trim();
+  if (v === '') {
+    return '';
+  }
+  // Same-origin paths only (the page's CSP allows nothing else anyway).
+  if (!/^\/[A-Za-z0-9._~/-]*$/.test(v) || v.includes('//') || v.split('/').includes('..')) {
+    return DEFAULT_VOICEMAIL_API_URL;
+  }
+  return v.endsWith('/') ? v : `${v}/`;
+}
+
 function stringList(value) {
   if (!Array.isArray(value)) {
     return [];
@@ -60,6 +117,11 @@ export function normalizeConfig(raw, params) {
       ? raw.trunk_prefix.trim()
       : '',
     trunkCodec: ['PCMU', 'PCMA', 'G722', 'opus'].includes(raw.trunk_codec) ? raw.trunk_codec : '',
+    voicemailNumber: dialNumber(raw.voicemail_number),
+    voicemailApiUrl: voicemailApiUrl(raw.voicemail_api_url),
+    conferenceNumbers: Object.freeze((Array.isArray(raw.conference_numbers) ? raw.conference_numbers : [])
+      .map(dialNumber).filter(Boolean)),
+    conferenceDtmf: conferenceDtmf(raw.conference_dtmf),
     autoAnswer: params.get('autoanswer') === '1',
   });
 }

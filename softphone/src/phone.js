@@ -1,15 +1,22 @@
 // SIP/WebRTC logic on top of JsSIP. No DOM access except the remote <audio>.
 //
+// Up to MAX_CALLS calls: one active (its audio plays), the other on hold or
+// waiting (a second incoming call rings softly until answered or rejected).
+//
 // Events (dispatched on the Phone, an EventTarget):
 //   change      any state change (UI re-renders from snapshot())
 //   registered  detail {extension}
-//   incoming    detail {number, display}
-//   accepted    detail {direction, number}
-//   ended       detail {direction, number, cause, originator, failed, result,
-//               statusCode, duration, startedAt, callUUID}
+//   incoming    detail {number, display, id, waiting}
+//   accepted    detail {direction, number, id}
+//   transferred detail {id, number, type: 'blind'|'attended', target}
+//   mwi         detail {waiting, new, old, urgent_new, urgent_old, account}
+//   ended       detail {id, direction, number, cause, originator, failed,
+//               result, statusCode, duration, startedAt, callUUID, transfer}
 
 import JsSIP from 'jssip';
 import { TurnCredentials } from './turn.js';
+import { emptyMWI, parseMessageSummary } from './mwi.js';
+import { qualityFrom, statsSample } from './quality.js';
 
 // Never let JsSIP print SIP traffic (it would include digest material).
 JsSIP.debug.disable();
@@ -178,6 +185,12 @@ function stopStream(stream) {
   }
 }
 
+// At most this many calls at once (one active, one on hold or waiting); a
+// further incoming call is answered 486 Busy Here.
+export const MAX_CALLS = 2;
+const TRANSFER_TIMEOUT_MS = 60000;
+const QUALITY_INTERVAL_MS = 2000;
+
 export class Phone extends EventTarget {
   constructor(config, { remoteAudio }) {
     super();
@@ -187,18 +200,58 @@ export class Phone extends EventTarget {
     this.ua = null;
     this.creds = null;
     this.reg = { state: REG.UNREGISTERED, reason: '' };
-    this.callState = CALL.IDLE;
-    this.current = null; // active call context
-    this.last = null; // most recent call context (for timings / ended info)
+    this.calls = []; // live calls, at most MAX_CALLS
+    this.current = null; // the active call (its audio plays), one of this.calls
+    this.last = null; // most recent active call (for timings / ended info)
+    this.idleState = CALL.IDLE; // call state when there is no call: idle or ended
+    this.transfer = null; // attended transfer in progress: {first, consult, target, state}
+    this.mwi = emptyMWI();
+    this.micDeviceId = '';
     this.error = null;
     this.loginWaiter = null;
     this.callSeq = 0;
+    this.qualityTimer = null;
   }
 
   // ----- state -------------------------------------------------------------
 
+  get callState() {
+    return this.current ? this.current.state : this.idleState;
+  }
+
+  callInfo(call) {
+    return {
+      id: call.id,
+      direction: call.direction,
+      number: call.number,
+      display: call.display,
+      state: call.state,
+      held: call.held,
+      remote_held: call.remoteHeld,
+      muted: call.muted,
+      active: call === this.current,
+      waiting: call.state === CALL.INCOMING && call !== this.current,
+      transferring: call.transferring ? call.transferring.type : null,
+    };
+  }
+
+  isConference(call) {
+    return Boolean(call && (this.config.conferenceNumbers || []).includes(call.number));
+  }
+
+  // The incoming call shown with Answer / Reject: the active one, else a
+  // call waiting behind the active call.
+  incomingCall() {
+    if (this.current && this.current.state === CALL.INCOMING) {
+      return this.current;
+    }
+    return this.calls.find((c) => c.state === CALL.INCOMING) || null;
+  }
+
   snapshot() {
     const call = this.current || this.last;
+    const incoming = this.incomingCall();
+    const t = this.transfer;
     return {
       registration: this.reg.state,
       registrationReason: this.reg.reason,
@@ -217,6 +270,20 @@ export class Phone extends EventTarget {
       duration: call ? call.duration : 0,
       endCause: call ? call.endCause : '',
       lastError: this.error,
+      calls: this.calls.map((c) => this.callInfo(c)),
+      incoming: incoming ? this.callInfo(incoming) : null,
+      transfer: t ? {
+        type: 'attended',
+        state: t.state,
+        target: t.target,
+        first: t.first.id,
+        consult: t.consult ? t.consult.id : null,
+        consultConnected: Boolean(t.consult && t.consult.accepted && !t.consult.done),
+      } : null,
+      transferring: Boolean(this.current && this.current.transferring),
+      conference: Boolean(this.current && this.current.accepted && this.isConference(this.current)),
+      quality: this.quality(),
+      mwi: { ...this.mwi },
     };
   }
 
@@ -230,6 +297,11 @@ export class Phone extends EventTarget {
 
   peerConnection() {
     return this.current && this.current.session ? this.current.session.connection : null;
+  }
+
+  quality() {
+    const call = this.current;
+    return call && call.accepted && !call.done && call.quality ? { ...call.quality } : null;
   }
 
   emit(type, detail) {
@@ -253,9 +325,32 @@ export class Phone extends EventTarget {
     this.changed();
   }
 
-  setCall(state) {
-    this.callState = state;
+  setCallState(call, state) {
+    call.state = state;
     this.changed();
+  }
+
+  findCall(id) {
+    const n = Number(id);
+    return this.calls.find((c) => c.id === n) || null;
+  }
+
+  // Makes call the active one: its remote audio plays on the <audio>.
+  activate(call) {
+    this.current = call;
+    if (call) {
+      this.last = call;
+    }
+    const stream = call ? call.remoteStream : null;
+    if (this.remoteAudio.srcObject !== stream) {
+      this.remoteAudio.srcObject = stream;
+      if (stream) {
+        const p = this.remoteAudio.play();
+        if (p && p.catch) {
+          p.catch(() => {});
+        }
+      }
+    }
   }
 
   // ----- registration ------------------------------------------------------
@@ -271,6 +366,7 @@ export class Phone extends EventTarget {
     this.stopUA();
     this.creds = { ext: extension, password: String(password) };
     this.error = null;
+    this.mwi = emptyMWI();
     this.turn.reset();
     this.setReg(REG.REGISTERING);
 
@@ -361,6 +457,16 @@ export class Phone extends EventTarget {
         this.onIncoming(e.session, e.request);
       }
     });
+    // Out-of-dialog NOTIFY (Asterisk's unsolicited MWI). JsSIP has already
+    // answered it 200 OK when this fires.
+    on('sipEvent', (e) => {
+      const event = e.event && e.event.event ? String(e.event.event).toLowerCase() : '';
+      if (event === 'message-summary') {
+        this.mwi = parseMessageSummary(e.request ? e.request.body : '');
+        this.changed();
+        this.emit('mwi', { ...this.mwi });
+      }
+    });
   }
 
   stopUA() {
@@ -376,17 +482,23 @@ export class Phone extends EventTarget {
   }
 
   logout() {
-    if (this.current) {
-      this.hangup();
+    this.transfer = null;
+    for (const call of [...this.calls]) {
+      this.terminateCall(call);
     }
     this.stopUA();
+    for (const call of [...this.calls]) {
+      this.finish(call, { originator: 'local', cause: 'Logged out', failed: !call.accepted });
+    }
     this.creds = null;
+    this.mwi = emptyMWI();
     this.turn.reset();
     this.settleLogin('Logged out');
     this.setReg(REG.UNREGISTERED);
     if (this.callState !== CALL.IDLE) {
       this.last = null;
-      this.setCall(CALL.IDLE);
+      this.idleState = CALL.IDLE;
+      this.changed();
     }
     return Promise.resolve(true);
   }
@@ -397,14 +509,63 @@ export class Phone extends EventTarget {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new Error('Microphone unavailable: open the page over HTTPS');
     }
+    const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false };
+    if (this.micDeviceId) {
+      try {
+        return await navigator.mediaDevices.getUserMedia({
+          audio: { ...audio, deviceId: { exact: this.micDeviceId } },
+          video: false,
+        });
+      } catch (err) {
+        // The chosen microphone is gone: fall back to the default one.
+        if (!err || !['NotFoundError', 'OverconstrainedError'].includes(err.name)) {
+          throw new Error(micError(err));
+        }
+      }
+    }
     try {
-      return await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-        video: false,
-      });
+      return await navigator.mediaDevices.getUserMedia({ audio, video: false });
     } catch (err) {
       throw new Error(micError(err));
     }
+  }
+
+  // Microphone for the next calls, and for the live calls (replaceTrack on
+  // their audio sender, keeping the mute/hold state). Resolves with the
+  // number of live calls switched.
+  async setMicrophone(deviceId) {
+    this.micDeviceId = typeof deviceId === 'string' ? deviceId : '';
+    let switched = 0;
+    for (const call of [...this.calls]) {
+      const pc = call.session && call.session.connection;
+      if (call.done || !pc || !call.localStream) {
+        continue;
+      }
+      const sender = pc.getSenders().find((s) => s.track && s.track.kind === 'audio');
+      if (!sender) {
+        continue;
+      }
+      const stream = await this.microphone();
+      const track = stream.getAudioTracks()[0];
+      if (!track || call.done) {
+        stopStream(stream);
+        continue;
+      }
+      const old = sender.track;
+      track.enabled = old ? old.enabled : true;
+      await sender.replaceTrack(track);
+      if (call.done) {
+        track.stop();
+        continue;
+      }
+      if (old) {
+        call.localStream.removeTrack(old);
+        old.stop();
+      }
+      call.localStream.addTrack(track);
+      switched += 1;
+    }
+    return switched;
   }
 
   async pcConfig() {
@@ -448,6 +609,49 @@ export class Phone extends EventTarget {
     return pcResult.value;
   }
 
+  // ----- call quality (getStats every 2 s) ---------------------------------
+
+  startQualityTimer() {
+    if (this.qualityTimer === null) {
+      this.qualityTimer = setInterval(() => this.sampleQuality(), QUALITY_INTERVAL_MS);
+    }
+  }
+
+  stopQualityTimerIfIdle() {
+    if (this.qualityTimer !== null && !this.calls.some((c) => c.accepted)) {
+      clearInterval(this.qualityTimer);
+      this.qualityTimer = null;
+    }
+  }
+
+  async sampleQuality() {
+    const calls = this.calls.filter((c) => c.accepted && !c.done && c.session && c.session.connection);
+    let updated = false;
+    for (const call of calls) {
+      let report;
+      try {
+        report = await call.session.connection.getStats();
+      } catch (err) {
+        continue;
+      }
+      if (call.done) {
+        continue;
+      }
+      const sample = statsSample(report);
+      const q = qualityFrom(call.qualitySample, sample);
+      if (sample.packetsReceived !== null) {
+        call.qualitySample = sample;
+      }
+      if (q) {
+        call.quality = q;
+        updated = true;
+      }
+    }
+    if (updated) {
+      this.changed();
+    }
+  }
+
   // ----- calls -------------------------------------------------------------
 
   newCall(direction, number, display = '') {
@@ -457,6 +661,7 @@ export class Phone extends EventTarget {
       direction,
       number,
       display,
+      state: direction === 'in' ? CALL.INCOMING : CALL.CALLING,
       data: {},
       session: null,
       localStream: null,
@@ -471,7 +676,13 @@ export class Phone extends EventTarget {
       endCause: '',
       done: false,
       waiter: null,
+      answering: null,
       ice: null,
+      quality: null,
+      qualitySample: null,
+      transferring: null, // {type, target} while a REFER is pending
+      transferred: null, // {type, target} once the transfer succeeded
+      referWaiter: null,
       timings: {
         direction,
         call_started: now(),
@@ -482,8 +693,7 @@ export class Phone extends EventTarget {
         ended: null,
       },
     };
-    this.current = call;
-    this.last = call;
+    this.calls.push(call);
     return call;
   }
 
@@ -521,15 +731,25 @@ export class Phone extends EventTarget {
     if (!this.ua || this.reg.state !== REG.REGISTERED) {
       throw new Error('Not registered');
     }
-    if (this.current) {
+    if (this.calls.length) {
       throw new Error('A call is already in progress');
     }
+    return this.placeCall(target).promise;
+  }
+
+  // Places an outgoing call and makes it the active one. Returns {call,
+  // promise}: the promise resolves once the INVITE has been sent.
+  placeCall(target) {
     const uri = this.targetUri(target);
     const number = String(target).trim();
     this.error = null;
     const call = this.newCall('out', number);
-    this.setCall(CALL.CALLING);
+    this.activate(call);
+    this.changed();
+    return { call, promise: this.dial(call, uri, number) };
+  }
 
+  async dial(call, uri, number) {
     let pcConfig;
     try {
       pcConfig = await this.prepareMedia(call);
@@ -571,7 +791,7 @@ export class Phone extends EventTarget {
   }
 
   onIncoming(session, request) {
-    if (this.current || !this.creds) {
+    if (this.calls.length >= MAX_CALLS || !this.creds) {
       try {
         session.terminate({ status_code: 486, reason_phrase: 'Busy Here' });
       } catch (err) {
@@ -593,13 +813,21 @@ export class Phone extends EventTarget {
     for (const [name, fn] of Object.entries(this.sessionHandlers(call))) {
       session.on(name, fn);
     }
-    this.setCall(CALL.INCOMING);
-    this.emit('incoming', { number, display });
+    if (!this.current) {
+      this.activate(call); // otherwise it waits behind the active call
+    }
+    this.changed();
+    this.emit('incoming', {
+      number, display, id: call.id, waiting: call !== this.current,
+    });
   }
 
-  async answer() {
-    const call = this.current;
-    if (!call || call.direction !== 'in' || this.callState !== CALL.INCOMING || !call.session) {
+  // Answers the incoming call (id, or the one ringing / waiting). A call
+  // that is connected gets put on hold first; the answered call becomes the
+  // active one.
+  async answer(id = null) {
+    const call = id === null || id === undefined ? this.incomingCall() : this.findCall(id);
+    if (!call || call.direction !== 'in' || call.state !== CALL.INCOMING || !call.session) {
       throw new Error('No incoming call to answer');
     }
     if (call.answering) {
@@ -607,6 +835,20 @@ export class Phone extends EventTarget {
     }
     this.error = null;
     call.answering = (async () => {
+      const others = this.calls.filter((c) => c !== call && !c.done);
+      if (others.some((c) => c.direction === 'out' && !c.accepted)) {
+        throw new Error('Hang up the call being placed first');
+      }
+      for (const other of others) {
+        if (other.accepted && !other.held) {
+          await this.holdQuietly(other);
+        }
+      }
+      if (call.done) {
+        throw new Error('Call ended before it was answered');
+      }
+      this.activate(call);
+      this.changed();
       let pcConfig;
       try {
         pcConfig = await this.prepareMedia(call);
@@ -635,13 +877,20 @@ export class Phone extends EventTarget {
       });
       return accepted;
     })();
+    call.answering.catch(() => {
+      if (!call.done && !call.accepted) {
+        call.answering = null; // may be tried again
+        this.changed();
+      }
+    });
     this.changed();
     return call.answering;
   }
 
-  reject() {
-    const call = this.current;
-    if (!call || this.callState !== CALL.INCOMING || !call.session) {
+  // Rejects the incoming call (id, or the one ringing / waiting) with 486.
+  reject(id = null) {
+    const call = id === null || id === undefined ? this.incomingCall() : this.findCall(id);
+    if (!call || call.state !== CALL.INCOMING || !call.session) {
       return false;
     }
     try {
@@ -652,24 +901,32 @@ export class Phone extends EventTarget {
     return true;
   }
 
-  hangup() {
-    const call = this.current;
-    if (!call) {
-      return false;
-    }
-    if (this.callState === CALL.INCOMING && !call.answering) {
-      return this.reject();
+  terminateCall(call) {
+    if (call.done) {
+      return;
     }
     if (!call.session) {
       // Still acquiring microphone / TURN credentials: nothing sent yet.
       this.finish(call, { originator: 'local', cause: 'Canceled', failed: true });
-      return true;
+      return;
     }
     try {
       call.session.terminate();
     } catch (err) {
       this.finish(call, { originator: 'local', cause: 'Terminated', failed: false });
     }
+  }
+
+  // Ends the active call (cancel, reject or BYE).
+  hangup() {
+    const call = this.current;
+    if (!call) {
+      return false;
+    }
+    if (call.state === CALL.INCOMING && !call.answering) {
+      return this.reject(call.id);
+    }
+    this.terminateCall(call);
     return true;
   }
 
@@ -696,8 +953,17 @@ export class Phone extends EventTarget {
     return call.muted;
   }
 
-  async hold(on = true) {
-    const call = this.requireEstablished();
+  hold(on = true) {
+    let call;
+    try {
+      call = this.requireEstablished();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.holdCall(call, on);
+  }
+
+  holdCall(call, on = true) {
     const session = call.session;
     if (Boolean(on) === session.isOnHold().local) {
       return Promise.resolve(call.held);
@@ -718,6 +984,55 @@ export class Phone extends EventTarget {
     });
   }
 
+  // Puts call on hold before another call gets the audio; a call that ends
+  // meanwhile is fine (nothing left to hold).
+  async holdQuietly(call) {
+    try {
+      await this.holdCall(call, true);
+    } catch (err) {
+      if (!call.done) {
+        throw err;
+      }
+    }
+  }
+
+  // Makes another call the active one: the active call goes on hold, the
+  // other one is resumed (or answered when it is a waiting incoming call).
+  // id: the call to switch to; default the other call. Resolves with its id.
+  async switchTo(id = null) {
+    const target = id === null || id === undefined
+      ? this.calls.find((c) => c !== this.current && !c.done)
+      : this.findCall(id);
+    if (!target || target.done) {
+      throw new Error('No other call to switch to');
+    }
+    if (target.state === CALL.INCOMING) {
+      await this.answer(target.id);
+      return target.id;
+    }
+    if (!target.accepted) {
+      throw new Error('That call is not connected yet');
+    }
+    const active = this.current;
+    if (active && active !== target && !active.done) {
+      if (!active.accepted) {
+        throw new Error('Hang up the call being placed first');
+      }
+      if (!active.held) {
+        await this.holdQuietly(active);
+      }
+    }
+    if (target.done) {
+      throw new Error('That call has ended');
+    }
+    this.activate(target);
+    this.changed();
+    if (target.held) {
+      await this.holdCall(target, false);
+    }
+    return target.id;
+  }
+
   sendDTMF(digits) {
     const call = this.requireEstablished();
     const tones = String(digits || '');
@@ -725,6 +1040,191 @@ export class Phone extends EventTarget {
       throw new Error(`Invalid DTMF digits: ${tones}`);
     }
     call.session.sendDTMF(tones, { transportType: 'RFC2833' });
+    return true;
+  }
+
+  // ----- transfers ---------------------------------------------------------
+
+  // Sends REFER on call's dialog. Resolves when the transfer is accepted
+  // (NOTIFY with a 2xx sipfrag, or the dialog ended after 202 Accepted);
+  // the call is then ended. Rejects with a readable reason otherwise.
+  refer(call, target, options, info) {
+    if (call.transferring) {
+      return Promise.reject(new Error('A transfer of this call is already in progress'));
+    }
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let acceptedByServer = false;
+      let timer = null;
+      const settle = () => {
+        settled = true;
+        clearTimeout(timer);
+        call.referWaiter = null;
+        call.transferring = null;
+      };
+      const succeed = () => {
+        if (settled) {
+          return;
+        }
+        settle();
+        call.transferred = info;
+        this.terminateCall(call);
+        this.changed();
+        this.emit('transferred', { id: call.id, number: call.number, ...info });
+        resolve(true);
+      };
+      const fail = (message) => {
+        if (settled) {
+          return;
+        }
+        settle();
+        this.changed();
+        reject(new Error(message));
+      };
+      timer = setTimeout(() => fail('Transfer timed out'), TRANSFER_TIMEOUT_MS);
+      call.referWaiter = {
+        ended: () => (acceptedByServer ? succeed() : fail('Transfer failed: the call ended')),
+      };
+      call.transferring = info;
+      this.changed();
+      let subscriber;
+      try {
+        subscriber = call.session.refer(target, {
+          ...options,
+          eventHandlers: {
+            requestSucceeded: () => {
+              acceptedByServer = true;
+            },
+            requestFailed: (e) => {
+              const r = e.response;
+              fail(`Transfer rejected: ${r ? `${r.status_code} ${r.reason_phrase || ''}`.trim() : e.cause}`);
+            },
+            accepted: succeed,
+            failed: (e) => {
+              const s = e.status_line || {};
+              fail(`Transfer failed: ${`${s.status_code || ''} ${s.reason_phrase || ''}`.trim() || 'unknown'}`);
+            },
+          },
+        });
+      } catch (err) {
+        fail(`Transfer failed: ${err.message}`);
+        return;
+      }
+      if (!subscriber) {
+        fail('Transfer not possible in this call state');
+      }
+    });
+  }
+
+  // Blind transfer of the active call to number.
+  transferTo(number) {
+    let call;
+    let uri;
+    try {
+      call = this.requireEstablished();
+      uri = this.targetUri(number);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const target = String(number).trim();
+    return this.refer(call, uri, {}, { type: 'blind', target });
+  }
+
+  // Attended transfer, step 1: hold the active call and call number.
+  // Resolves once the consultation INVITE has been sent.
+  async consult(number) {
+    const first = this.requireEstablished();
+    if (this.transfer) {
+      throw new Error('A transfer is already in progress');
+    }
+    if (this.calls.length >= MAX_CALLS) {
+      throw new Error('Two calls already: end one before consulting');
+    }
+    if (first.transferring) {
+      throw new Error('A transfer of this call is already in progress');
+    }
+    this.targetUri(number); // throws on an invalid number before anything is sent
+    if (!first.held) {
+      await this.holdCall(first, true);
+    }
+    if (first.done) {
+      throw new Error('The call ended');
+    }
+    const target = String(number).trim();
+    this.transfer = { first, consult: null, target, state: 'consulting' };
+    const { call, promise } = (() => {
+      try {
+        return this.placeCall(target);
+      } catch (err) {
+        this.transfer = null;
+        this.changed();
+        throw err;
+      }
+    })();
+    this.transfer.consult = call;
+    this.changed();
+    return promise;
+  }
+
+  // Attended transfer, step 2: REFER the first call's party to the
+  // consultation target (Refer-To with Replaces of the consultation dialog).
+  async completeTransfer() {
+    const t = this.transfer;
+    if (!t || !t.consult) {
+      throw new Error('No consultation call');
+    }
+    const { first, consult } = t;
+    if (first.done) {
+      throw new Error('The call to transfer has ended');
+    }
+    if (consult.done || !consult.accepted) {
+      throw new Error('The consultation call is not connected');
+    }
+    t.state = 'transferring';
+    this.changed();
+    try {
+      await this.refer(first, consult.session.remote_identity.uri, { replaces: consult.session },
+        { type: 'attended', target: consult.number });
+    } catch (err) {
+      if (this.transfer === t) {
+        if (first.done || consult.done) {
+          this.transfer = null;
+        } else {
+          t.state = 'consulting';
+        }
+        this.changed();
+      }
+      throw err;
+    }
+    // Asterisk ends the consultation call as well; do not wait for it.
+    consult.transferred = { type: 'attended', target: first.number };
+    this.terminateCall(consult);
+    if (this.transfer === t) {
+      this.transfer = null;
+      this.changed();
+    }
+    return true;
+  }
+
+  // Attended transfer cancelled: hang up the consultation, resume the first.
+  async cancelTransfer() {
+    const t = this.transfer;
+    if (!t) {
+      throw new Error('No transfer in progress');
+    }
+    this.transfer = null;
+    if (t.consult && !t.consult.done) {
+      this.terminateCall(t.consult);
+    }
+    this.changed();
+    if (t.first.done) {
+      return false;
+    }
+    this.activate(t.first);
+    this.changed();
+    if (t.first.held) {
+      await this.holdCall(t.first, false);
+    }
     return true;
   }
 
@@ -794,7 +1294,7 @@ export class Phone extends EventTarget {
     if (call.done || !call.accepted) {
       return;
     }
-    this.setCall(call.held || call.remoteHeld ? CALL.ON_HOLD : CALL.IN_CALL);
+    this.setCallState(call, call.held || call.remoteHeld ? CALL.ON_HOLD : CALL.IN_CALL);
   }
 
   sessionHandlers(call) {
@@ -808,8 +1308,8 @@ export class Phone extends EventTarget {
         this.settleCall(call, 'sending');
       },
       progress: () => {
-        if (call.direction === 'out' && this.callState === CALL.CALLING) {
-          this.setCall(CALL.RINGING);
+        if (call.direction === 'out' && call.state === CALL.CALLING) {
+          this.setCallState(call, CALL.RINGING);
         }
       },
       accepted: () => {
@@ -817,9 +1317,11 @@ export class Phone extends EventTarget {
         call.accepted = true;
         call.acceptedAt = Date.now();
         this.ensureRemote(call);
-        this.setCall(CALL.IN_CALL);
+        call.state = CALL.IN_CALL;
+        this.updateHoldState(call);
+        this.startQualityTimer();
         this.settleCall(call, 'accepted');
-        this.emit('accepted', { direction: call.direction, number: call.number });
+        this.emit('accepted', { direction: call.direction, number: call.number, id: call.id });
       },
       confirmed: () => {
         call.timings.confirmed = now();
@@ -871,23 +1373,47 @@ export class Phone extends EventTarget {
     stopStream(call.localStream);
     call.duration = call.acceptedAt ? Math.round((Date.now() - call.acceptedAt) / 1000) : 0;
     call.endCause = cause || (failed ? 'Failed' : 'Terminated');
+    // A pending REFER: the dialog ending after 202 Accepted means success.
+    if (call.referWaiter) {
+      call.referWaiter.ended();
+    }
+    this.calls = this.calls.filter((c) => c !== call);
+    const t = this.transfer;
+    if (t && (t.first === call || t.consult === call)) {
+      if (t.state === 'transferring') {
+        if (t.consult === call && !call.transferred) {
+          call.transferred = { type: 'attended', target: t.first.number };
+        }
+      } else {
+        this.transfer = null; // the other call stays (on hold) as a normal call
+      }
+    }
     if (this.current === call) {
-      this.current = null;
-      this.remoteAudio.srcObject = null;
+      // The other call (on hold, or waiting) becomes the active one; a held
+      // call stays on hold until resumed.
+      this.activate(this.calls[0] || null);
     }
     call.remoteStream = null;
     this.settleCall(call, null, call.endCause);
+    if (!this.calls.length) {
+      this.idleState = CALL.ENDED;
+      this.last = call;
+    }
+    this.stopQualityTimerIfIdle();
 
     let result;
-    if (call.accepted) {
+    if (call.transferred) {
+      result = 'transferred';
+    } else if (call.accepted) {
       result = 'answered';
     } else if (call.direction === 'in') {
       result = originator === 'local' ? 'rejected' : 'missed';
     } else {
       result = call.endCause === JsSIP.C.causes.CANCELED ? 'cancelled' : 'failed';
     }
-    this.setCall(CALL.ENDED);
+    this.changed();
     this.emit('ended', {
+      id: call.id,
       direction: call.direction,
       number: call.number,
       cause: call.endCause,
@@ -898,6 +1424,7 @@ export class Phone extends EventTarget {
       duration: call.duration,
       startedAt: call.startedAt,
       callUUID: callUUID(call.data),
+      transfer: call.transferred ? { ...call.transferred } : null,
     });
   }
 }

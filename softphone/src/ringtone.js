@@ -1,15 +1,20 @@
 // Ringtone synthesised with WebAudio oscillators (no audio file needed).
 // Cadence: double ring (0.4 s on, 0.2 s off, 0.4 s on, 2 s off), 400+450 Hz.
+// "soft" (a call waiting behind the active call): one short quiet burst
+// every 3 s, so the other party's voice stays audible.
 
 const PERIOD_S = 3;
-const BURSTS = [[0, 0.4], [0.6, 1.0]];
-const LEVEL = 0.12;
+const MODES = {
+  normal: { bursts: [[0, 0.4], [0.6, 1.0]], level: 0.12 },
+  soft: { bursts: [[0, 0.25]], level: 0.03 },
+};
 
 export class Ringtone {
   constructor() {
     this.ctx = null;
     this.nodes = null;
     this.timer = null;
+    this.mode = null;
   }
 
   context() {
@@ -35,10 +40,13 @@ export class Ringtone {
     return this.nodes !== null;
   }
 
-  start() {
-    if (this.playing) {
+  start(mode = 'normal') {
+    const { bursts, level } = MODES[mode] || MODES.normal;
+    if (this.playing && this.mode === mode) {
       return;
     }
+    this.stop();
+    this.mode = mode;
     const ctx = this.context();
     if (!ctx) {
       return;
@@ -60,10 +68,10 @@ export class Ringtone {
     this.nodes = { gain, oscillators };
     const schedule = () => {
       const t0 = ctx.currentTime + 0.05;
-      for (const [on, off] of BURSTS) {
+      for (const [on, off] of bursts) {
         gain.gain.setValueAtTime(0, t0 + on);
-        gain.gain.linearRampToValueAtTime(LEVEL, t0 + on + 0.02);
-        gain.gain.setValueAtTime(LEVEL, t0 + off - 0.02);
+        gain.gain.linearRampToValueAtTime(level, t0 + on + 0.02);
+        gain.gain.setValueAtTime(level, t0 + off - 0.02);
         gain.gain.linearRampToValueAtTime(0, t0 + off);
       }
     };
@@ -72,6 +80,7 @@ export class Ringtone {
   }
 
   stop() {
+    this.mode = null;
     if (this.timer !== null) {
       window.clearInterval(this.timer);
       this.timer = null;

@@ -3,7 +3,9 @@
 
 const REFRESH_FRACTION = 0.8;
 
-function basicAuth(user, password) {
+// HTTP Basic credentials (UTF-8) for an Authorization header. The result
+// carries the password: never log it or put it in the DOM.
+export function basicAuth(user, password) {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
   let binary = '';
   for (const b of bytes) {

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import wave
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ def lab():
         "ip": ip,
         "web_url": f"https://{ip}/",
         "passwords": secrets["lab_agent_passwords"],
+        "voicemail_pins": secrets.get("lab_voicemail_pins", {}),
+        "conference_admin_pin": secrets.get("lab_conference_admin_pin"),
     }
 
 
@@ -360,3 +363,48 @@ def _health(inventory, tmp_path, *extra: str) -> tuple[subprocess.CompletedProce
     )
     data = json.loads(report.read_text()) if report.exists() else {}
     return res, data
+
+
+VM_SPOOL = "/var/lib/voiceops/asterisk/spool/voicemail/default"
+
+
+def host_file(lab, path: str) -> bytes:
+    """A file's bytes from the lab host."""
+    res = subprocess.run(["docker", "exec", lab["container"], "cat", path], capture_output=True, timeout=30)
+    assert res.returncode == 0, f"{path}: {res.stderr.decode(errors='replace')}"
+    return res.stdout
+
+
+def wav_levels(data: bytes, freqs: list[float]) -> dict[float, float]:
+    """dB of each frequency above the median of a spread of other frequencies (Goertzel), for a WAV file."""
+    with wave.open(BytesIO(data)) as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1, (w.getsampwidth(), w.getnchannels())
+        rate = w.getframerate()
+        raw = w.readframes(w.getnframes())
+    samples = struct.unpack(f"<{len(raw) // 2}h", raw)
+
+    def power(f: float) -> float:
+        coeff = 2 * math.cos(2 * math.pi * f / rate)
+        s1 = s2 = 0.0
+        for x in samples:
+            s1, s2 = x + coeff * s1 - s2, s1
+        return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+    refs = [f for f in range(350, 3500, 150) if all(abs(f - t) > 120 for t in TONES.values())]
+    ref = sorted(power(f) for f in refs)[len(refs) // 2] or 1.0
+    return {f: 10 * math.log10(max(power(f), 1e-9) / ref) for f in freqs}
+
+
+def clear_mailbox(lab, ext: str) -> None:
+    lab_exec(lab, "sh", "-c", f"rm -rf {VM_SPOOL}/{ext}/INBOX {VM_SPOOL}/{ext}/Old")
+
+
+def leave_voicemail(caller, callee, record_s: float = 8.0) -> None:
+    """caller rings callee, who does not answer: VoiceMail answers after the ring timeout (20 s in the lab)."""
+    caller.js("(t) => window.softphone.call(t)", callee.user)
+    callee.wait_call("incoming")
+    caller.wait_call("in-call", timeout=45000)  # VoiceMail answered
+    # "The person at extension ... is unavailable ..." takes 13 s before the beep.
+    time.sleep(14 + record_s)
+    caller.js("() => window.softphone.hangup()")
+    callee.page.wait_for_function("() => window.softphone.state().call !== 'incoming'", timeout=15000)

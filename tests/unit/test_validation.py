@@ -45,6 +45,38 @@ BASE = {
 ROUTES = BASE["genesys_trunk"]["genesys_trunk_dnis_routes"]
 RANGE_SECRET = "r" * 30
 RANGES = {"asterisk_agent_ranges": [{"first": 20000, "count": 500}], "asterisk_agent_range_secret": RANGE_SECRET}
+VM_PIN = "482915"
+ADMIN_PIN = "735106"
+APPS = {
+    "asterisk_voicemail_mailboxes": [{"extension": "1000", "pin": VM_PIN}, {"extension": "1001", "pin": "90210"}],
+    "asterisk_conference_rooms": [
+        {"number": "700", "name": "main", "admin_pin": ADMIN_PIN, "admins": ["1001"]},
+        {"number": "701", "admin_pin": "111999", "pin": "222888", "record": True},
+    ],
+    "asterisk_queues": [{"number": "800", "name": "support", "members": ["1000", "1001"], "strategy": "rrmemory"}],
+    "asterisk_recording_dir": "/var/lib/voiceops/asterisk/spool/recordings",
+    "asterisk_ivr_menus": [
+        {
+            "name": "main",
+            "number": "500",
+            "prompt_text": "For agent 1001 press 1.",
+            "options": {
+                "1": {"type": "extension", "target": "1001"},
+                "2": {"type": "queue", "target": "support"},
+                "3": {"type": "voicemail", "target": "1000"},
+                "4": {"type": "conference", "target": "701"},
+                "9": {"type": "menu", "target": "sub"},
+            },
+            "on_timeout": {"type": "queue", "target": "800"},
+        },
+        {
+            "name": "sub",
+            "prompt_file": str(ROOT / "tests/unit/fixtures/prompt.wav"),
+            "options": {"0": {"type": "hangup"}},
+        },
+    ],
+}
+IVR = APPS["asterisk_ivr_menus"][0]
 
 CASES = [
     # (role, overrides, variable named in the error)
@@ -171,6 +203,83 @@ CASES = [
         {**RANGES, "asterisk_agent_ranges": [{"first": 20000, "count": 5, "team": "x"}]},
         "asterisk_agent_ranges",
     ),
+    # PBX applications (issue #4).
+    (
+        "asterisk",
+        {"asterisk_voicemail_mailboxes": [{"extension": "1999", "pin": VM_PIN}]},
+        "asterisk_voicemail_mailboxes",
+    ),
+    ("asterisk", {"asterisk_voicemail_mailboxes": [{"extension": "1000"}]}, "asterisk_voicemail_mailboxes"),
+    (
+        "asterisk",
+        {"asterisk_voicemail_mailboxes": [{"extension": "1000", "pin": "12ab"}]},
+        "asterisk_voicemail_mailboxes",
+    ),
+    (
+        "asterisk",
+        {"asterisk_voicemail_mailboxes": [{"extension": "1000", "pin": VM_PIN}, {"extension": "1000", "pin": VM_PIN}]},
+        "asterisk_voicemail_mailboxes",
+    ),
+    (
+        "asterisk",
+        {
+            "asterisk_conference_require_pin": True,
+            "asterisk_conference_rooms": [{"number": "700", "admin_pin": ADMIN_PIN}],
+        },
+        "asterisk_conference_rooms",
+    ),
+    ("asterisk", {"asterisk_conference_rooms": [{"number": "700"}]}, "asterisk_conference_rooms"),
+    (
+        "asterisk",
+        {"asterisk_conference_rooms": [{"number": "700", "admin_pin": ADMIN_PIN, "admins": ["1999"]}]},
+        "asterisk_conference_rooms",
+    ),
+    (
+        "asterisk",
+        {"asterisk_conference_rooms": [{"number": "1000", "admin_pin": ADMIN_PIN}]},
+        "asterisk_conference_rooms",
+    ),
+    (
+        "asterisk",
+        {"asterisk_queues": [{"number": "800", "name": "support", "members": ["1000", "1999"]}]},
+        "asterisk_queues",
+    ),
+    ("asterisk", {"asterisk_queues": [{"number": "800", "name": "support", "members": []}]}, "asterisk_queues"),
+    (
+        "asterisk",
+        {"asterisk_queues": [{"number": "800", "name": "support", "members": ["1000"], "strategy": "loudest"}]},
+        "asterisk_queues",
+    ),
+    ("asterisk", {"asterisk_recording_dir": "/tmp/recordings"}, "asterisk_recording_dir"),
+    ("asterisk", {"asterisk_recording_dir": "/var/lib/voiceops/asterisk/spool/../../../etc"}, "asterisk_recording_dir"),
+    (
+        "asterisk",
+        {"asterisk_recording_encrypt_certificate": "not a certificate"},
+        "asterisk_recording_encrypt_certificate",
+    ),
+    (
+        "asterisk",
+        {"asterisk_ivr_menus": [{**IVR, "options": {"1": {"type": "extension", "target": "1999"}}}]},
+        "asterisk_ivr_menus",
+    ),
+    (
+        "asterisk",
+        {"asterisk_ivr_menus": [{**IVR, "options": {"1": {"type": "menu", "target": "nowhere"}}}]},
+        "asterisk_ivr_menus",
+    ),
+    (
+        "asterisk",
+        {"asterisk_ivr_menus": [{**IVR, "options": {"1": {"type": "queue", "target": "sales"}}}]},
+        "asterisk_ivr_menus",
+    ),
+    ("asterisk", {"asterisk_ivr_menus": [{**IVR, "on_timeout": {"type": "teleport"}}]}, "asterisk_ivr_menus"),
+    ("asterisk", {"asterisk_ivr_menus": [{**IVR, "prompt_file": "/x.wav"}]}, "asterisk_ivr_menus"),
+    (
+        "asterisk",
+        {"asterisk_ivr_menus": [{"name": "main", "prompt_file": "/nonexistent/prompt.wav", "options": {}}]},
+        "asterisk_ivr_menus",
+    ),
+    ("asterisk", {"asterisk_ivr_menus": [{**IVR, "number": "1000", "options": {}}]}, "asterisk_ivr_menus"),
 ]
 
 
@@ -210,7 +319,7 @@ def test_bad_input_fails_naming_the_variable(role, extra, variable, tmp_path):
     assert res.returncode != 0, f"bad input was accepted: {extra}"
     failed = [line for line in out.splitlines() if "msg" in line or "FAILED" in line or variable in line]
     assert variable in out, "\n".join(failed)[-2000:]
-    for value in ("Str0ng-enough-pass1", "a" * 20, "h" * 20, "s" * 30, RANGE_SECRET):
+    for value in ("Str0ng-enough-pass1", "a" * 20, "h" * 20, "s" * 30, RANGE_SECRET, VM_PIN, ADMIN_PIN):
         assert value not in out, "a secret value appeared in the output"
 
 
@@ -224,3 +333,11 @@ def test_agent_ranges_pass(role, tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]
     assert RANGE_SECRET not in out
+
+
+def test_applications_pass(tmp_path):
+    """Mailboxes, rooms, a queue, IVR menus and a recording directory validate, without printing a PIN."""
+    res = run_validate("asterisk", APPS, tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert VM_PIN not in out and ADMIN_PIN not in out
