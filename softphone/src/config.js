@@ -28,6 +28,19 @@ function iceTimeout(value) {
   return Math.min(MAX_ICE_TIMEOUT_MS, Math.max(MIN_ICE_TIMEOUT_MS, Math.round(n)));
 }
 
+// Longest wait between WebSocket reconnection attempts, in seconds. JsSIP
+// waits a random 1..2^n s (n = attempts so far) up to this: its default of 30
+// can keep an agent offline ~30 s after Asterisk is back from a restart.
+const DEFAULT_RECONNECT_MAX_S = 10;
+
+function reconnectMax(value) {
+  const n = Number(value);
+  if (value === undefined || value === null || value === '' || !Number.isFinite(n)) {
+    return DEFAULT_RECONNECT_MAX_S;
+  }
+  return Math.min(60, Math.max(2, Math.round(n)));
+}
+
 // Conference controls: DTMF sequences sent in a conference call (ConfBridge
 // menu). Keys are the actions of softphone.conference(action).
 export const CONFERENCE_DTMF_DEFAULTS = Object.freeze({
@@ -112,6 +125,7 @@ export function normalizeConfig(raw, params) {
       : '',
     stunUrls: stringList(raw.stun_urls),
     iceGatheringTimeoutMs: iceTimeout(raw.ice_gathering_timeout_ms),
+    reconnectMaxS: reconnectMax(raw.reconnect_max_interval_s),
     iceTransportPolicy: policy,
     trunkPrefix: typeof raw.trunk_prefix === 'string' && /^[0-9*#]{0,4}$/.test(raw.trunk_prefix.trim())
       ? raw.trunk_prefix.trim()

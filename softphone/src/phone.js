@@ -378,6 +378,8 @@ export class Phone extends EventTarget {
         password: this.creds.password,
         display_name: extension,
         register: true,
+        connection_recovery_min_interval: 2,
+        connection_recovery_max_interval: this.config.reconnectMaxS || 10,
         user_agent: `voiceops-softphone JsSIP/${JsSIP.version}`,
       });
     } catch (err) {
