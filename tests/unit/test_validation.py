@@ -284,10 +284,15 @@ CASES = [
 
 
 def run_validate(role: str, extra: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    return validate_with({"validate_role": role, **BASE[role], **extra}, tmp_path)
+
+
+def validate_with(variables: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run tests/validation/validate.yml on localhost with these variables (validate_role names the role)."""
     if not ANSIBLE_PLAYBOOK.exists() and not shutil.which("ansible-playbook"):
         pytest.fail("ansible-playbook not found: run the tests from the project venv (make unit)")
     varsfile = tmp_path / "vars.json"
-    varsfile.write_text(json.dumps({"validate_role": role, **BASE[role], **extra}))
+    varsfile.write_text(json.dumps(variables))
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),

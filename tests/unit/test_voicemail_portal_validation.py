@@ -6,17 +6,11 @@ runs) through tests/validation/validate.yml on localhost, like test_validation.p
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = ROOT / "tests" / "validation" / "validate.yml"
-ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+from test_validation import validate_with
 
 SECRET = "v" * 30
 AGENTS = [
@@ -50,25 +44,7 @@ CASES = [
 
 def run_validate(extra: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     variables = {**BASE, **extra}
-    variables = {k: v for k, v in variables.items() if v is not None}
-    varsfile = tmp_path / "vars.json"
-    varsfile.write_text(json.dumps(variables))
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCALHOST_WARNING="False",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
-    )
-    exe = str(ANSIBLE_PLAYBOOK) if ANSIBLE_PLAYBOOK.exists() else "ansible-playbook"
-    return subprocess.run(
-        [exe, "-i", "localhost,", str(PLAYBOOK), "-e", f"@{varsfile}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return validate_with({k: v for k, v in variables.items() if v is not None}, tmp_path)
 
 
 @pytest.mark.parametrize(
