@@ -6,6 +6,8 @@ up    start dockerd if needed, build missing images, create the lab host
       with inventories/lab, write .lab/lab.json and print how to use it.
 down  remove every container, network and volume `up` made.
 dockerd  only make sure a Docker daemon is reachable (starting one as root).
+secrets  only make the controller-side lab files: .lab/secrets.yml and the
+      queue's hold music .lab/lab-hold.wav (molecule needs both).
 
 Errors end with one sentence saying what is missing and how to get it.
 """
@@ -13,14 +15,18 @@ Errors end with one sentence saying what is missing and how to get it.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import secrets
 import shutil
 import string
+import struct
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +34,15 @@ LAB = ROOT / ".lab"
 IMAGES = LAB / "images"
 SECRETS = LAB / "secrets.yml"
 LAB_JSON = LAB / "lab.json"
+# Hold music of the lab queue 800 (asterisk_moh_classes lab-hold in inventories/lab).
+HOLD_MUSIC = LAB / "lab-hold.wav"
+HOLD_RATE = 8000  # Asterisk's .wav: 8 kHz, 16-bit, mono
+HOLD_NOTES_HZ = (523.25, 659.25, 783.99)  # C5, E5, G5
+HOLD_PATTERN = (0, 1, 2, 1)  # C E G E: E (659.25 Hz) sounds half the time
+HOLD_NOTE_S = 0.4
+HOLD_LOOP_S = 8.0
+HOLD_FADE_S = 0.03  # raised-cosine fade in and out of each note: no clicks
+HOLD_AMPLITUDE = 0.3  # soft: about -10 dBFS
 
 HOST_CONTAINER = "webrtc-lab-host"
 HOST_IMAGE = "voiceops/labhost:12"
@@ -181,6 +196,47 @@ def ensure_secrets() -> dict:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)  # JSON is valid YAML for ansible's -e @file
         os.replace(tmp, SECRETS)
+    return data
+
+
+def hold_music_wav() -> bytes:
+    """The lab's hold music: an 8 s loop of soft C-E-G-E notes, 0.4 s each, as an 8 kHz 16-bit mono WAV.
+
+    Pure arithmetic, so every run makes the same bytes.
+    """
+    note = round(HOLD_NOTE_S * HOLD_RATE)
+    fade = round(HOLD_FADE_S * HOLD_RATE)
+    samples = []
+    for k in range(round(HOLD_LOOP_S / HOLD_NOTE_S)):
+        freq = HOLD_NOTES_HZ[HOLD_PATTERN[k % len(HOLD_PATTERN)]]
+        for i in range(note):
+            edge = min(i, note - 1 - i)
+            gain = 0.5 - 0.5 * math.cos(math.pi * edge / fade) if edge < fade else 1.0
+            samples.append(round(HOLD_AMPLITUDE * 32767 * gain * math.sin(2 * math.pi * freq * i / HOLD_RATE)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(HOLD_RATE)
+        w.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return buf.getvalue()
+
+
+def ensure_hold_music() -> Path:
+    """.lab/lab-hold.wav (git-ignored): written when missing or different, else left alone."""
+    LAB.mkdir(exist_ok=True)
+    data = hold_music_wav()
+    if not HOLD_MUSIC.exists() or HOLD_MUSIC.read_bytes() != data:
+        tmp = HOLD_MUSIC.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, HOLD_MUSIC)
+    return HOLD_MUSIC
+
+
+def ensure_lab_files() -> dict:
+    """Everything the lab inventory reads on the controller: the secrets and the hold music."""
+    data = ensure_secrets()
+    ensure_hold_music()
     return data
 
 
@@ -353,7 +409,7 @@ def write_lab_json(data: dict) -> dict:
         ],
         "voicemail": "dial 601 (your PIN is voicemail_pin above); calls you do not answer go to voicemail",
         "conference": {"number": "700", "admin_pin": data["lab_conference_admin_pin"], "participants": "press #"},
-        "queue": "dial 800: rings agents 1001 and 1002",
+        "queue": "dial 800: rings agents 1001 and 1002, callers hear the lab hold music (.lab/lab-hold.wav)",
         "record_toggle": "press *3 during an agent call to start or stop recording",
         "trunk_simulator": {
             "what": "Genesys SIP Server simulator (lab/simulator.py), Asterisk answering like SIP Server",
@@ -376,7 +432,7 @@ def up(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     preflight()
     ensure_images()
-    data = ensure_secrets()
+    data = ensure_lab_files()
     ensure_host()
     ensure_simulator()
     took = converge()
@@ -416,7 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["up", "down", "dockerd", "secrets"])
     args = ap.parse_args(argv)
     try:
-        actions = {"up": up, "down": down, "dockerd": lambda a: ensure_dockerd(), "secrets": lambda a: ensure_secrets()}
+        actions = {
+            "up": up,
+            "down": down,
+            "dockerd": lambda a: ensure_dockerd(),
+            "secrets": lambda a: ensure_lab_files(),
+        }
         actions[args.command](args)
     except LabError as exc:
         print(f"make lab: {exc}", file=sys.stderr)

@@ -25,7 +25,8 @@ Genesys document it follows (see docs/genesys-notes.md for the sources):
   first INVITE (a third-party AudioCodes manual documents it; Genesys's own
   GVP Events and Model Reference describes CallUUID) and attached data in
   User-to-User (hex). `call <dnis>` originates one; the customer side echoes
-  audio, so the agent hears its own tone when media flows both ways.
+  audio, so the agent hears its own tone when media flows both ways, or with
+  `--tone HZ` plays a steady tone (audio whose recording can be checked).
 * HA: a primary and a backup instance, like a SIP Server HA pair (Trunk DN
   `contact` / `contact-backup`, `priority`).
 
@@ -35,7 +36,7 @@ Usage (also importable by the tests):
   simulator.py up --network N --pbx IP --primary IP [--backup IP] [--oos-check S]
   simulator.py down
   simulator.py mode  primary|backup echo|busy|fail|silent
-  simulator.py call  primary|backup DNIS [--uuid U] [--uui HEX] [--ani NUMBER]
+  simulator.py call  primary|backup DNIS [--uuid U] [--uui HEX] [--ani NUMBER] [--tone HZ]
   simulator.py dialled primary|backup        numbers received, one per line
   simulator.py inbound primary|backup        outcome of originated calls
   simulator.py status primary|backup         JSON: PBX contact state as SIP Server sees it
@@ -155,10 +156,15 @@ exten => s,1,Set(PJSIP_HEADER(add,X-Genesys-CallUUID)=${{SIM_UUID}})
  same => n,ExecIf($["${{SIM_UUI}}" != ""]?Set(PJSIP_HEADER(add,User-to-User)=${{SIM_UUI}}\\;encoding=hex))
  same => n,Return()
 
-; The customer's side of an inbound call: echo what the agent sends.
+; The customer's side of an inbound call: echo what the agent sends ...
 [customer]
 exten => echo,1,Answer()
  same => n,Echo()
+; ... or send a steady tone (call --tone HZ) until hung up.
+exten => tone,1,Answer()
+ same => n,Playtones(${{DB(sim/tone)}})
+ same => n,Wait(600)
+ same => n,Hangup()
 """
     return {
         "asterisk.conf": "[options]\nverbose = 1\n",
@@ -250,16 +256,38 @@ def set_mode(role: str, mode: str) -> None:
     _cli(role, f"database put sim mode {mode}")
 
 
-def call(role: str, dnis: str, call_uuid: str | None = None, uui: str = "", ani: str = "+15550100") -> str:
-    """Originate a customer call to the PBX's route point `dnis`; returns its CallUUID."""
+def call(
+    role: str, dnis: str, call_uuid: str | None = None, uui: str = "", ani: str = "+15550100", tone: int | None = None
+) -> str:
+    """Originate a customer call to the PBX's route point `dnis`; returns its CallUUID.
+
+    The customer side echoes the PBX's audio, or sends a steady `tone` (Hz)."""
     if not re.fullmatch(r"\+?[0-9*#]+", dnis) or not re.fullmatch(r"[0-9A-Fa-f]*", uui):
         raise SimError("dnis must be digits and uui hex")
+    if tone is not None and not 100 <= int(tone) <= 3400:
+        raise SimError("tone must be 100-3400 Hz")
     call_uuid = call_uuid or str(uuid.uuid4()).upper()
     _cli(role, f"database put sim uuid {call_uuid}")
     _cli(role, f"database put sim uui {uui}" if uui else "database del sim uui")
     _cli(role, f"database put sim ani {ani}")
-    _cli(role, f"channel originate Local/{dnis}@to-pbx/n extension echo@customer")
+    customer = "echo"
+    if tone is not None:
+        _ensure_dialplan(role, "tone@customer")
+        _cli(role, f"database put sim tone {int(tone)}")
+        customer = "tone"
+    _cli(role, f"channel originate Local/{dnis}@to-pbx/n extension {customer}@customer")
     return call_uuid
+
+
+def _ensure_dialplan(role: str, exten: str) -> None:
+    """A simulator started by an older checkout lacks newer extensions: rewrite its dialplan and reload."""
+    if "There is no existence" not in _cli(role, f"dialplan show {exten}"):
+        return
+    conf = STATE_DIR / role / "extensions.conf"
+    if not conf.parent.is_dir():
+        raise SimError(f"{NAMES[role]} has no {exten} and no config in {conf.parent}: recreate it (simulator.py up)")
+    conf.write_text(render("", 0)["extensions.conf"])  # the dialplan does not depend on the arguments
+    _cli(role, "dialplan reload")
 
 
 def hangup_all(role: str) -> None:
@@ -318,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uuid")
     p.add_argument("--uui", default="")
     p.add_argument("--ani", default="+15550100")
+    p.add_argument("--tone", type=int, help="send a steady tone of this frequency (Hz) instead of echoing")
     for name in ("dialled", "inbound", "status"):
         sub.add_parser(name).add_argument("role", choices=NAMES)
     args = ap.parse_args(argv)
@@ -331,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "mode":
             set_mode(args.role, args.mode)
         elif args.cmd == "call":
-            print(call(args.role, args.dnis, args.uuid, args.uui, args.ani))
+            print(call(args.role, args.dnis, args.uuid, args.uui, args.ani, args.tone))
         elif args.cmd == "dialled":
             print("\n".join(dialled(args.role)))
         elif args.cmd == "inbound":

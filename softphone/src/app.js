@@ -11,6 +11,8 @@ import { parseMessageSummary } from './mwi.js';
 import { estimateMOS, rating } from './quality.js';
 import { VoicemailClient } from './voicemail.js';
 import { VoicemailPanel } from './voicemailpanel.js';
+import { ConferenceClient } from './conference.js';
+import { ConferencePanel } from './conferencepanel.js';
 
 const CREDENTIALS_KEY = 'softphone.credentials';
 const VOLUME_KEY = 'softphone.volume';
@@ -50,6 +52,8 @@ let configError = null;
 // memory (never stored here, never shown).
 let vmClient = new VoicemailClient('', () => null);
 let vmPanel = null;
+// Conference participants: the same portal and credentials.
+let confPanel = null;
 
 function idleSnapshot() {
   return {
@@ -140,6 +144,12 @@ function voicemail() {
     return Promise.reject(new Error('No voicemail number configured'));
   }
   return p.call(config.voicemailNumber);
+}
+
+// The number of the conference room whose box is shown: the active call is
+// an established call to a conference number ('' otherwise).
+function conferenceRoom(s) {
+  return s && s.conference && (s.call === CALL.IN_CALL || s.call === CALL.ON_HOLD) ? s.peer : '';
 }
 
 // Sends the DTMF sequence configured for a conference action.
@@ -294,6 +304,9 @@ function onChange(s) {
   if (vmPanel) {
     vmPanel.setAccount(s.loggedIn ? s.extension : '');
   }
+  if (confPanel) {
+    confPanel.setRoom(s.loggedIn ? conferenceRoom(s) : '');
+  }
   if (s.call === CALL.INCOMING) {
     ringtone.start('normal');
     document.title = `Incoming call: ${s.peer}`;
@@ -403,10 +416,12 @@ const ready = loadConfig().then((cfg) => {
   config = cfg;
   phone = new Phone(cfg, { remoteAudio });
   phone.micDeviceId = devices.selected('audioinput');
-  vmClient = new VoicemailClient(cfg.voicemailApiUrl, () => (phone && phone.creds
+  const portalCredentials = () => (phone && phone.creds
     ? { ext: phone.creds.ext, password: phone.creds.password }
-    : null));
+    : null);
+  vmClient = new VoicemailClient(cfg.voicemailApiUrl, portalCredentials);
   vmPanel = new VoicemailPanel(vmClient);
+  confPanel = new ConferencePanel(new ConferenceClient(cfg.voicemailApiUrl, portalCredentials));
   vmPanel.setSpeaker(devices.selected('audiooutput'));
   bindPhone();
   ui.configure({ voicemailNumber: cfg.voicemailNumber, conferenceDtmf: cfg.conferenceDtmf });
@@ -448,6 +463,20 @@ async function withVoicemail() {
     throw new Error('voicemail: not ready');
   }
   return vmPanel;
+}
+
+// The conference participant list and the room of the current conference
+// call; rejects when no conference call is up.
+async function withConference() {
+  await ready;
+  if (!confPanel) {
+    throw new Error('conference: not ready');
+  }
+  const room = conferenceRoom(phone.snapshot());
+  if (!room) {
+    throw new Error('conference: no conference call is up');
+  }
+  return { panel: confPanel, room };
 }
 
 // A plain copy (no shared objects) for callers of the test hooks.
@@ -518,6 +547,20 @@ window.softphone = Object.freeze({
     return voicemail();
   },
   conference: (action) => conference(action),
+  // Conference participants (voicemail portal) of the current conference
+  // call; mute / unmute / kick need a conference admin.
+  conferenceParticipants: async () => {
+    const { panel, room } = await withConference();
+    return copy(await panel.participants(room));
+  },
+  conferenceMute: async (id, muted = true) => {
+    const { panel, room } = await withConference();
+    return copy(await panel.act(room, id, muted ? 'mute' : 'unmute'));
+  },
+  conferenceKick: async (id) => {
+    const { panel, room } = await withConference();
+    return copy(await panel.act(room, id, 'kick'));
+  },
   // Voicemail portal (the panel): {mailbox, counts, messages} of both folders.
   voicemailList: async () => copy(await (await withVoicemail()).refresh()),
   voicemailPlay: async (folder, id) => copy(await (await withVoicemail()).play(folder, id)),

@@ -1,15 +1,16 @@
 // Voicemail portal client (voicemail_portal role, same origin under
-// /voicemail/api/): HTTP Basic with the logged-in extension and SIP password,
-// as the TURN credential fetch does (turn.js). No DOM here; the helpers at
-// the top are pure (softphone/test/voicemail.test.mjs).
+// /voicemail/api/): HTTP Basic with the logged-in extension and SIP password
+// (the shared plumbing is in portal.js). No DOM here; the helpers at the top
+// are pure (softphone/test/voicemail.test.mjs).
 //
 // The password only ever goes into the Authorization header: never into
 // URLs, error messages, logs or the DOM.
 
-import { basicAuth } from './turn.js';
+import {
+  PortalClient, PortalError, clip as str, validAccount,
+} from './portal.js';
 
 export const VM_FOLDERS = Object.freeze(['INBOX', 'Old', 'Work', 'Family', 'Friends']);
-const MAILBOX_RE = /^[0-9]{2,8}$/;
 const ID_RE = /^msg[0-9]{4}$/;
 
 // Readable text for an HTTP status of the portal (or of nginx in front of it).
@@ -37,17 +38,14 @@ export function vmErrorText(status) {
   }
 }
 
-export class VoicemailError extends Error {
+export class VoicemailError extends PortalError {
   constructor(status, message = vmErrorText(status)) {
-    super(message);
+    super(status, message);
     this.name = 'VoicemailError';
-    this.status = status;
   }
 }
 
-export function validMailbox(ext) {
-  return typeof ext === 'string' && MAILBOX_RE.test(ext);
-}
+export const validMailbox = validAccount;
 
 export function validMessage(folder, id) {
   return VM_FOLDERS.includes(folder) && typeof id === 'string' && ID_RE.test(id);
@@ -71,7 +69,6 @@ export function messagePath(ext, folder, id, action = '') {
   return `${ext}/messages/${folder}/${id}${action ? `/${action}` : ''}`;
 }
 
-const str = (v, limit = 200) => (typeof v === 'string' ? v.slice(0, limit) : '');
 const num = (v) => {
   const n = Number(v);
   return Number.isFinite(n) && n >= 0 ? n : 0;
@@ -128,95 +125,35 @@ export function formatVmDuration(seconds) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
+// "Name (number)", or whichever of the two is there ('' for neither).
+export function nameAndNumber(name, number) {
+  const n = (name || '').trim();
+  const d = (number || '').trim();
+  if (n && d && n !== d) {
+    return `${n} (${d})`;
+  }
+  return d || n;
+}
+
 export function callerText(m) {
-  const name = (m.caller_name || '').trim();
-  const number = (m.caller_number || '').trim();
-  if (name && number && name !== number) {
-    return `${name} (${number})`;
-  }
-  return number || name || 'Unknown caller';
+  return nameAndNumber(m.caller_name, m.caller_number) || 'Unknown caller';
 }
 
-// {status, body}: body is the parsed JSON, the text, or for audio
-// {audio_bytes}. Never throws for HTTP errors (status 0: no answer).
-async function readAnswer(response) {
-  const type = (response.headers.get('Content-Type') || '').toLowerCase();
-  let body = null;
-  try {
-    if (type.includes('json')) {
-      body = await response.json();
-    } else if (type.startsWith('audio/')) {
-      body = { audio_bytes: (await response.arrayBuffer()).byteLength };
-    } else {
-      body = (await response.text()).slice(0, 2000);
-    }
-  } catch (err) {
-    body = null;
-  }
-  return { status: response.status, contentType: type, body };
-}
-
-export class VoicemailClient {
+export class VoicemailClient extends PortalClient {
   // base: the API path ("/voicemail/api/", "" = off); credentials: a function
   // returning {ext, password} of the logged-in agent, or null.
-  constructor(base, credentials, fetchImpl = (...a) => window.fetch(...a)) {
-    this.base = base || '';
-    this.credentials = credentials;
-    this.fetchImpl = fetchImpl;
+  constructor(base, credentials, fetchImpl) {
+    super(base, credentials, fetchImpl);
+    this.label = 'voicemail';
+    this.noAccount = 'this extension has no mailbox';
   }
 
-  get enabled() {
-    return this.base !== '';
+  error(status, message) {
+    return new VoicemailError(status, message);
   }
 
-  account() {
-    if (!this.enabled) {
-      throw new VoicemailError(-1, 'voicemail: not configured on this server');
-    }
-    const c = this.credentials();
-    if (!c || !c.ext || !c.password) {
-      throw new VoicemailError(-1, 'voicemail: not logged in');
-    }
-    if (!validMailbox(c.ext)) {
-      throw new VoicemailError(-1, 'voicemail: this extension has no mailbox');
-    }
-    return c;
-  }
-
-  // Raw request below the API base with the agent's credentials (auth:
-  // false sends none). Resolves {status, contentType, body}; status 0 when
-  // the server could not be reached.
-  async raw(path, { method = 'GET', headers = {}, auth = true } = {}) {
-    const c = auth ? this.account() : null;
-    const url = this.base + String(path).replace(/^\/+/, '');
-    const h = { Accept: 'application/json', ...headers };
-    if (c) {
-      h.Authorization = basicAuth(c.ext, c.password);
-    }
-    let response;
-    try {
-      response = await this.fetchImpl(url, {
-        method,
-        headers: h,
-        cache: 'no-store',
-        credentials: 'same-origin',
-        redirect: 'error',
-      });
-    } catch (err) {
-      return { status: 0, contentType: '', body: null };
-    }
-    return readAnswer(response);
-  }
-
-  async request(path, options) {
-    const answer = await this.raw(path, options);
-    if (answer.status < 200 || answer.status > 299) {
-      throw new VoicemailError(answer.status);
-    }
-    if (!answer.body || typeof answer.body !== 'object') {
-      throw new VoicemailError(-1, 'voicemail: unexpected answer from the server');
-    }
-    return answer.body;
+  failure(answer) {
+    return new VoicemailError(answer.status);
   }
 
   // Both folders (no filter) unless folder is given.

@@ -15,6 +15,7 @@ from io import BytesIO
 
 import pytest
 from conftest import (
+    PRESENT_DB,
     TONES,
     VM_SPOOL,
     clear_mailbox,
@@ -27,6 +28,11 @@ from conftest import (
 )
 
 SPOOL = "/var/lib/voiceops/asterisk/spool"
+# Queue 800 waits with music_class lab-hold: .lab/lab-hold.wav (lab/lab.py),
+# notes C-E-G-E; E5 sounds half the time. Ringing (Queue option r) would be
+# the us ringback 440+480 Hz instead.
+HOLD_NOTE = 659.25
+RINGBACK = (440.0, 480.0)
 
 
 def asterisk(lab, command: str) -> str:
@@ -131,6 +137,39 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
     # And unmutes them.
     admin.js("(d) => window.softphone.sendDTMF(d)", "*4")
     wait_tone(p1, TONES["1002"], timeout=10)
+    # The admin mutes one chosen participant from the softphone's participant
+    # list (voicemail portal -> AMI ConfbridgeMute): 1001's tone disappears for
+    # the others while 1002 is still heard.
+    room = admin.js("() => window.softphone.conferenceParticipants()")
+    assert room["admin"] is True and len(room["participants"]) == 3, room
+    target = next(x for x in room["participants"] if x["number"] == "1001")
+    assert not target["muted"] and not target["me"]
+    # A participant sees the room but may not mute anyone.
+    seen = p2.js("() => window.softphone.conferenceParticipants()")
+    assert seen["admin"] is False and {x["number"] for x in seen["participants"]} == {"1000", "1001", "1002"}
+    refused = p2.js(
+        "(id) => window.softphone.conferenceMute(id).then(() => 'muted', (e) => String(e.message || e))", target["id"]
+    )
+    assert "admin" in refused, refused
+    admin.js("(id) => window.softphone.conferenceMute(id, true)", target["id"])
+    # Another loud tone is still mixed in, and Opus puts artefacts up to ~30 dB
+    # above the median around it: "gone" is below 40 dB, "heard" above 50 dB
+    # (a heard tone measures 70-100 dB).
+    strict = {"present_db": 50.0, "absent_db": 40.0, "timeout": 10}
+    wait_tone(p2, TONES["1001"], present=False, **strict)
+    wait_tone(admin, TONES["1001"], present=False, **strict)
+    wait_tone(p2, TONES["1000"], **strict)
+    wait_tone(admin, TONES["1002"], **strict)
+    assert (
+        next(
+            x
+            for x in admin.js("() => window.softphone.conferenceParticipants()")["participants"]
+            if x["number"] == "1001"
+        )["muted"]
+        is True
+    )
+    admin.js("(id) => window.softphone.conferenceMute(id, false)", target["id"])
+    wait_tone(p2, TONES["1001"], **strict)
     hangup_all(admin, p1, p2)
 
 
@@ -148,6 +187,30 @@ def test_conference_refuses_a_wrong_pin(phones, lab):
     assert "PJSIP/1000" not in asterisk(lab, "confbridge list 700")
 
 
+def test_conference_room_recording_holds_every_participant(phones, lab):
+    a, b = phones("1000"), phones("1001")
+    for p in (a, b):
+        p.login(lab["passwords"][p.user])
+    start = time.time()
+    for p in (a, b):
+        p.js("(t) => window.softphone.call(t)", "701")  # lab room 701: record: true
+        p.wait_call("in-call")
+        time.sleep(2)
+        p.js("(d) => window.softphone.sendDTMF(d)", "#")
+    wait_tone(a, TONES["1001"], timeout=20)
+    wait_tone(b, TONES["1000"], timeout=20)
+    time.sleep(5)
+    hangup_all(a, b)
+    time.sleep(1)
+    listing = lab_exec(lab, "sh", "-c", f"ls {SPOOL}/monitor/conference/ 2>/dev/null")
+    names = [n for n in listing.split() if (m := re.fullmatch(r"701-(\d+)\.wav", n)) and int(m[1]) >= start - 5]
+    assert names, f"no recording of room 701 (701-<epoch>.wav) in {SPOOL}/monitor/conference: {listing}"
+    levels = wav_levels(
+        host_file(lab, f"{SPOOL}/monitor/conference/{sorted(names)[-1]}"), [TONES["1000"], TONES["1001"]]
+    )
+    assert all(v > 20 for v in levels.values()), levels
+
+
 def test_queue_rings_a_member_who_answers(phones, lab):
     caller, m1, m2 = phones("1000"), phones("1001"), phones("1002")
     for p in (caller, m1, m2):
@@ -162,6 +225,28 @@ def test_queue_rings_a_member_who_answers(phones, lab):
     wait_tone(caller, TONES["1002"])
     m1.page.wait_for_function("() => window.softphone.state().call !== 'incoming'", timeout=10000)
     hangup_all(caller, m2)
+
+
+def test_queue_caller_hears_hold_music_while_no_member_answers(phones, lab):
+    files = asterisk(lab, "moh show files")
+    assert "/var/spool/asterisk/moh/lab-hold/lab-hold" in files, files  # installed from the controller
+    caller, m1 = phones("1000"), phones("1001")
+    for p in (caller, m1):
+        p.login(lab["passwords"][p.user])
+    caller.js("(t) => window.softphone.call(t)", "800")
+    caller.wait_call("in-call")  # the queue answers and rings its members
+    m1.wait_call("incoming")  # who lets it ring
+    wait_tone(caller, HOLD_NOTE, timeout=10)
+    # About 4 s of waiting: the hold note throughout, and no ringback. What the
+    # notes leak into the ringback bins through the analyser window stays far
+    # below the note; ringback itself would be as loud as the music.
+    levels = caller.tone_levels([HOLD_NOTE, *RINGBACK], seconds=4.0)
+    note = levels[str(HOLD_NOTE)]
+    assert note >= PRESENT_DB, levels
+    assert all(levels[str(f)] <= note - PRESENT_DB for f in RINGBACK), levels
+    assert m1.js("() => window.softphone.state().call") != "in-call", "a member answered"
+    hangup_all(caller)
+    m1.page.wait_for_function("() => window.softphone.state().call !== 'incoming'", timeout=10000)
 
 
 def test_record_toggle_writes_a_wav_with_both_parties(phones, lab):

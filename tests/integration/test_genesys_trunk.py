@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
+import wave
+from io import BytesIO
 
 import pytest
 from conftest import (
@@ -23,11 +26,13 @@ from conftest import (
     _health,
     ami_args,
     channel_codecs,
+    host_file,
     lab_exec,
     run_module,
     run_playbook,
     transcoding_channels,
     wait_tone,
+    wav_levels,
 )
 
 sys.path.insert(0, str(ROOT / "lab"))
@@ -36,6 +41,8 @@ import simulator  # noqa: E402
 NET = os.environ.get("VOICEOPS_LAB_NET", "172.28.77")
 SIM_IP = {"primary": f"{NET}.21", "backup": f"{NET}.22"}
 CDR = "/var/log/voiceops/asterisk/cdr-custom/Master.csv"
+# asterisk_recording_dir of the lab (the asterisk role's default).
+MONITOR = "/var/lib/voiceops/asterisk/spool/monitor"
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess:
@@ -180,6 +187,71 @@ def test_unknown_dnis_gets_announcement_and_release(sim, lab):
     assert rows[-1]["dialstatus"] != "ANSWER" and rows[-1]["cause"] == "1"  # unallocated number
     log = lab_exec(lab, "grep", "-c", "unknown DNIS 5999", "/var/log/voiceops/asterisk/messages.log")
     assert int(log.strip() or 0) > 0
+
+
+def _pbx(lab, command: str) -> str:
+    return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
+
+
+def _trunk_channels(lab) -> list[list[str]]:
+    """The PBX's live trunk channels, `core show channels concise` fields (channel!context!exten!prio!state!app!...)."""
+    rows = [line.split("!") for line in _pbx(lab, "core show channels concise").splitlines()]
+    return [r for r in rows if r[0].startswith("PJSIP/genesys-") and len(r) > 5]
+
+
+def test_recorded_route_writes_a_wav_of_the_whole_call(sim, lab):
+    # Lab inventory: DNIS 5600 -> internal 600 (echo test) with record: true. The customer
+    # sends a steady tone; the PBX answers, starts recording and echoes the tone back.
+    tone = TONES["1000"]  # a frequency wav_levels' reference bins keep clear of
+    ani = "+15550156"
+    pattern = re.compile(rf"\d{{8}}-\d{{6}}_{re.escape(ani)}_5600_[0-9.]+\.wav")
+    day = time.strftime("%Y/%m/%d", time.gmtime())
+
+    def recordings() -> set[str]:
+        listing = lab_exec(lab, "sh", "-c", f"ls {MONITOR}/{day}/ 2>/dev/null")
+        return {n for n in listing.split() if pattern.fullmatch(n)}
+
+    before = recordings()
+    call_uuid = sim.call("primary", "5600", ani=ani, tone=int(tone))
+    end = time.monotonic() + 15
+    while not [c for c in _trunk_channels(lab) if c[4] == "Up" and c[5] == "Echo"] and time.monotonic() < end:
+        time.sleep(0.5)
+    assert [c for c in _trunk_channels(lab) if c[4] == "Up" and c[5] == "Echo"], _trunk_channels(lab)
+    # Recording from the PBX's answer: the file is there while the call is up ...
+    end = time.monotonic() + 5
+    while not recordings() - before and time.monotonic() < end:
+        time.sleep(0.5)
+    new = sorted(recordings() - before)
+    assert new, f"no recording <date-time>_{ani}_5600_<call id>.wav in {MONITOR}/{day} during the call"
+    t_answer = time.monotonic()
+    time.sleep(8)
+    # ... and to the hangup (the PBX hangs up, so the simulator logs the answered call).
+    for chan in _trunk_channels(lab):
+        _pbx(lab, f"channel request hangup {chan[0]}")
+    call_s = time.monotonic() - t_answer
+    end = time.monotonic() + 15
+    while not any(r["uuid"] == call_uuid for r in sim.inbound("primary")) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert any(r["uuid"] == call_uuid and r["dialstatus"] == "ANSWER" for r in sim.inbound("primary"))
+    assert sorted(recordings() - before) == new, "one recording per call, not one per leg"
+    path = f"{MONITOR}/{day}/{new[0]}"
+    seconds = 0.0
+    end = time.monotonic() + 10  # MixMonitor finishes the WAV header when the channel is gone
+    while time.monotonic() < end:
+        data = host_file(lab, path)
+        try:
+            with wave.open(BytesIO(data)) as w:
+                seconds = w.getnframes() / w.getframerate()
+        except (wave.Error, EOFError, ValueError):
+            seconds = 0.0
+        if seconds >= call_s - 1.5:
+            break
+        time.sleep(0.5)
+    print(f"\nDNIS 5600 recorded to {new[0]}: {seconds:.1f} s of a {call_s:.1f} s answered call")
+    # From the answer (it started before we first saw it) to the hangup.
+    assert call_s - 1.5 <= seconds < call_s + 6, (seconds, call_s)
+    levels = wav_levels(data, [tone])
+    assert levels[tone] > 20, levels
 
 
 def test_blocked_number_never_reaches_the_trunk(sim, phones, lab):

@@ -43,17 +43,36 @@ BASE = {
     },
 }
 ROUTES = BASE["genesys_trunk"]["genesys_trunk_dnis_routes"]
+# Recorded trunk calls need the asterisk role's recording directory.
+RECORDING = {
+    "asterisk_data_dir": "/var/lib/voiceops/asterisk",
+    "asterisk_recording_dir": "/var/lib/voiceops/asterisk/spool/monitor",
+}
+RECORDED_ROUTES = {
+    **ROUTES,
+    "5010": {"type": "extension", "target": "1000", "record": True},
+    "5011": {"type": "ring", "targets": ["1000", "1001"], "record": True},
+    "5600": {"type": "internal", "target": "600", "record": True},
+    "5601": {"type": "internal", "target": "1001", "record": False},
+}
 RANGE_SECRET = "r" * 30
 RANGES = {"asterisk_agent_ranges": [{"first": 20000, "count": 500}], "asterisk_agent_range_secret": RANGE_SECRET}
 VM_PIN = "482915"
 ADMIN_PIN = "735106"
+PROMPT = str(ROOT / "tests/unit/fixtures/prompt.wav")
+HOLD = {"name": "support-hold", "files": [PROMPT]}
 APPS = {
     "asterisk_voicemail_mailboxes": [{"extension": "1000", "pin": VM_PIN}, {"extension": "1001", "pin": "90210"}],
     "asterisk_conference_rooms": [
         {"number": "700", "name": "main", "admin_pin": ADMIN_PIN, "admins": ["1001"]},
         {"number": "701", "admin_pin": "111999", "pin": "222888", "record": True},
     ],
-    "asterisk_queues": [{"number": "800", "name": "support", "members": ["1000", "1001"], "strategy": "rrmemory"}],
+    "asterisk_queues": [
+        {"number": "800", "name": "support", "members": ["1000", "1001"], "strategy": "rrmemory"},
+        {"number": "801", "name": "sales", "members": ["1001"], "music_class": "support-hold"},
+        {"number": "802", "name": "billing", "members": ["1000"], "music_class": ""},
+    ],
+    "asterisk_moh_classes": [HOLD, {"name": "night_2", "files": [PROMPT], "sort": "alpha"}],
     "asterisk_recording_dir": "/var/lib/voiceops/asterisk/spool/recordings",
     "asterisk_ivr_menus": [
         {
@@ -71,7 +90,7 @@ APPS = {
         },
         {
             "name": "sub",
-            "prompt_file": str(ROOT / "tests/unit/fixtures/prompt.wav"),
+            "prompt_file": PROMPT,
             "options": {"0": {"type": "hangup"}},
         },
     ],
@@ -144,6 +163,19 @@ CASES = [
         "genesys_trunk",
         {"genesys_trunk_dnis_routes": {"50x0": {"type": "extension", "target": "1000"}}},
         "genesys_trunk_dnis_routes",
+    ),
+    # Recorded routes and outbound calls (issue #4).
+    (
+        "genesys_trunk",
+        {**RECORDING, "genesys_trunk_dnis_routes": {**ROUTES, "5600": {**ROUTES["5600"], "record": "always"}}},
+        "genesys_trunk_dnis_routes",
+    ),
+    ("genesys_trunk", {**RECORDING, "genesys_trunk_record_outbound": "sometimes"}, "genesys_trunk_record_outbound"),
+    ("genesys_trunk", {"genesys_trunk_dnis_routes": RECORDED_ROUTES}, "asterisk_recording_dir"),
+    (
+        "genesys_trunk",
+        {**RECORDING, "asterisk_recording_dir": "/tmp/recordings", "genesys_trunk_dnis_routes": RECORDED_ROUTES},
+        "asterisk_recording_dir",
     ),
     ("coturn", {"coturn_static_auth_secret": "tooshort"}, "coturn_static_auth_secret"),
     (
@@ -280,6 +312,23 @@ CASES = [
         "asterisk_ivr_menus",
     ),
     ("asterisk", {"asterisk_ivr_menus": [{**IVR, "number": "1000", "options": {}}]}, "asterisk_ivr_menus"),
+    # Music on hold: a queue's music_class must be "", default or a class; classes need files on the controller.
+    (
+        "asterisk",
+        {"asterisk_queues": [{"number": "800", "name": "support", "members": ["1000"], "music_class": "jazz"}]},
+        "asterisk_queues",
+    ),
+    (
+        "asterisk",
+        {"asterisk_moh_classes": [{"name": "hold", "files": ["/nonexistent/hold.wav"]}]},
+        "asterisk_moh_classes",
+    ),
+    ("asterisk", {"asterisk_moh_classes": [{**HOLD, "name": "Support Hold"}]}, "asterisk_moh_classes"),
+    ("asterisk", {"asterisk_moh_classes": [{**HOLD, "name": "default"}]}, "asterisk_moh_classes"),
+    ("asterisk", {"asterisk_moh_classes": [HOLD, HOLD]}, "asterisk_moh_classes"),
+    ("asterisk", {"asterisk_moh_classes": [{**HOLD, "files": ["/srv/music/hold.mp3"]}]}, "asterisk_moh_classes"),
+    # Recordings inside the music on hold directory would be pruned with it.
+    ("asterisk", {"asterisk_recording_dir": "/var/lib/voiceops/asterisk/spool/moh/rec"}, "asterisk_recording_dir"),
 ]
 
 
@@ -346,3 +395,33 @@ def test_applications_pass(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]
     assert VM_PIN not in out and ADMIN_PIN not in out
+
+
+def test_recorded_trunk_calls_pass(tmp_path):
+    """record: true on every route type and genesys_trunk_record_outbound validate with a recording directory."""
+    extra = {**RECORDING, "genesys_trunk_dnis_routes": RECORDED_ROUTES, "genesys_trunk_record_outbound": True}
+    res = run_validate("genesys_trunk", extra, tmp_path)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            {**RECORDING, "genesys_trunk_dnis_routes": {**ROUTES, "5600": {**ROUTES["5600"], "record": "yes"}}},
+            'genesys_trunk_dnis_routes["5600"]: record must be true or false',
+        ),
+        ({"genesys_trunk_dnis_routes": RECORDED_ROUTES}, "genesys_trunk_dnis_routes 5010, 5011, 5600 (record: true)"),
+        ({"genesys_trunk_record_outbound": True}, "genesys_trunk_record_outbound records calls"),
+        (
+            {**RECORDING, "asterisk_recording_dir": "/tmp/recordings", "genesys_trunk_record_outbound": True},
+            "asterisk_recording_dir (/tmp/recordings)",
+        ),
+    ],
+    ids=["record-not-boolean", "routes-without-recording-dir", "outbound-without-recording-dir", "dir-outside-spool"],
+)
+def test_recording_errors_name_the_route_and_setting(extra, message, tmp_path):
+    res = run_validate("genesys_trunk", extra, tmp_path)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0, f"bad input was accepted: {extra}"
+    assert message in out, out[-2000:]

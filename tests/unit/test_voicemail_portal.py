@@ -81,10 +81,16 @@ def add_message(
 
 
 class FakeAMI:
-    """Speaks just enough AMI: banner, Login, any action -> Success, Logoff -> Goodbye. Records every action."""
+    """Speaks just enough AMI: banner, Login, any action -> Success, Logoff -> Goodbye. Records every action.
+
+    ConfbridgeList answers from ``conferences`` (room -> list of event fields) the way Asterisk does: a
+    Success with EventList start, one ConfbridgeList event per participant, ConfbridgeListComplete; an
+    Error for a room with nobody in it.
+    """
 
     def __init__(self):
         self.actions: list[dict] = []
+        self.conferences: dict[str, list[dict]] = {}
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.sock.settimeout(0.1)
@@ -116,11 +122,26 @@ class FakeAMI:
                         if fields["Action"] == "Logoff":
                             conn.sendall(f"Response: Goodbye\r\nActionID: {aid}\r\n\r\n".encode())
                             break
+                        if fields["Action"] == "ConfbridgeList":
+                            conn.sendall(self._confbridge_list(fields.get("Conference", ""), aid))
+                            continue
                         ok = fields["Action"] != "Login" or fields.get("Secret") == AMI_SECRET
                         status = "Success" if ok else "Error"
                         # An unrelated event first: the client must skip it.
                         conn.sendall(b"Event: FullyBooted\r\nStatus: Fully Booted\r\n\r\n")
                         conn.sendall(f"Response: {status}\r\nActionID: {aid}\r\nMessage: ok\r\n\r\n".encode())
+
+    def _confbridge_list(self, room, aid):
+        people = self.conferences.get(room)
+        if not people:
+            return f"Response: Error\r\nActionID: {aid}\r\nMessage: No Conference by that name found.\r\n\r\n".encode()
+        out = f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\nMessage: list follows\r\n\r\n"
+        for person in people:
+            out += f"Event: ConfbridgeList\r\nActionID: {aid}\r\nConference: {room}\r\n"
+            out += "".join(f"{k}: {v}\r\n" for k, v in person.items()) + "\r\n"
+        out += f"Event: ConfbridgeListComplete\r\nActionID: {aid}\r\nEventList: Complete\r\n"
+        out += f"ListItems: {len(people)}\r\n\r\n"
+        return out.encode()
 
     def refreshes(self):
         return [(a.get("Context"), a.get("Mailbox")) for a in self.actions if a.get("Action") == "VoicemailRefresh"]
@@ -801,3 +822,97 @@ def test_role_template_renders_a_valid_config(tmp_path):
     assert cfg["spool_dir"] == "/var/lib/voiceops/asterisk/spool/voicemail/default"
     rendered = json.dumps(cfg)
     assert PASSWORDS["1000"] not in rendered and PASSWORDS["1001"] not in rendered
+
+
+# -- conference control -------------------------------------------------------
+
+
+def participant(ext, uid, admin=False, muted=False):
+    return {
+        "Channel": f"PJSIP/{ext}-0000{uid}",
+        "CallerIDNum": ext,
+        "CallerIDName": f"Agent {ext}",
+        "Uniqueid": f"1790000000.{uid}",
+        "Admin": "Yes" if admin else "No",
+        "Muted": "Yes" if muted else "No",
+    }
+
+
+@pytest.fixture
+def room(ami):
+    vp._ROOM_CACHE.clear()
+    ami.conferences["700"] = [participant("1000", 11, admin=True), participant("1001", 12, muted=True)]
+    return ami
+
+
+def test_participant_lists_the_room(portal, room):
+    status, _, data = call(portal(), "GET", f"{API}/1001/conferences/700", auth=("1001", PASSWORDS["1001"]))
+    assert status == 200
+    body = json.loads(data)
+    assert body["room"] == "700" and body["admin"] is False
+    assert body["participants"] == [
+        {"id": "1790000000.11", "number": "1000", "name": "Agent 1000", "admin": True, "muted": False, "me": False},
+        {"id": "1790000000.12", "number": "1001", "name": "Agent 1001", "admin": False, "muted": True, "me": True},
+    ]
+    # Channel names stay inside the portal.
+    assert b"PJSIP/" not in data
+
+
+def test_agent_outside_the_room_gets_403(portal, room):
+    room.conferences["700"] = [participant("1000", 11, admin=True)]
+    p = portal()
+    auth = ("1001", PASSWORDS["1001"])
+    status, _, data = call(p, "GET", f"{API}/1001/conferences/700", auth=auth)
+    assert (status, json.loads(data)["error"]) == (403, "not in this conference")
+    status, _, _ = call(p, "GET", f"{API}/1001/conferences/701", auth=auth)
+    assert status == 403
+    # Another agent's path: 403 before anything is asked of Asterisk.
+    before = len(room.actions)
+    status, _, _ = call(p, "GET", f"{API}/1000/conferences/700", auth=auth)
+    assert status == 403 and len(room.actions) == before
+
+
+def test_admin_mutes_unmutes_and_kicks_one_participant(portal, room):
+    p = portal()
+    for action, ami_action in (("mute", "ConfbridgeMute"), ("unmute", "ConfbridgeUnmute"), ("kick", "ConfbridgeKick")):
+        status, _, data = call(p, "POST", f"{API}/1000/conferences/700/participants/1790000000.12/{action}")
+        assert status == 200, data
+        assert json.loads(data) == {"participant": "1790000000.12", "action": action}
+        sent = [a for a in room.actions if a["Action"] == ami_action]
+        assert sent == [{**sent[0], "Conference": "700", "Channel": "PJSIP/1001-000012"}]
+
+
+def test_participant_cannot_mute_and_unknown_ids_are_404(portal, room):
+    p = portal()
+    status, _, data = call(
+        p, "POST", f"{API}/1001/conferences/700/participants/1790000000.11/mute", auth=("1001", PASSWORDS["1001"])
+    )
+    assert (status, json.loads(data)["error"]) == (403, "only a conference admin may do this")
+    status, _, _ = call(p, "POST", f"{API}/1000/conferences/700/participants/1790000000.99/mute")
+    assert status == 404
+    status, _, _ = call(p, "GET", f"{API}/1000/conferences/700/participants/1790000000.12/mute")
+    assert status == 405
+    assert not [a for a in room.actions if a["Action"].startswith("ConfbridgeM")]
+
+
+def test_polls_share_one_ami_query_per_second(portal, room):
+    p = portal()
+    for user in ("1000", "1001", "1000"):
+        status, _, _ = call(p, "GET", f"{API}/{user}/conferences/700", auth=(user, PASSWORDS[user]))
+        assert status == 200
+    assert [a["Action"] for a in room.actions].count("ConfbridgeList") == 1
+    # An action always checks a fresh list, and the next poll sees its effect.
+    call(p, "POST", f"{API}/1000/conferences/700/participants/1790000000.12/unmute")
+    room.conferences["700"][1]["Muted"] = "No"
+    _, _, data = call(p, "GET", f"{API}/1001/conferences/700", auth=("1001", PASSWORDS["1001"]))
+    assert json.loads(data)["participants"][1]["muted"] is False
+    assert [a["Action"] for a in room.actions].count("ConfbridgeList") == 3
+
+
+def test_conference_control_without_ami_is_503(tmp_path, spool):
+    p = vp.Portal(make_cfg(tmp_path, spool, ami=None)).start(notifier=False)
+    try:
+        status, _, _ = call(p, "GET", f"{API}/1000/conferences/700")
+    finally:
+        p.stop()
+    assert status == 503

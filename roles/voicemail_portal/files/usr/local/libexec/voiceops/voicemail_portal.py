@@ -60,6 +60,10 @@ ROUTE_RE = re.compile(
     r"^/voicemail/api/(?P<mailbox>[0-9]{2,8})/messages"
     r"(?:/(?P<folder>INBOX|Old|Work|Family|Friends)/(?P<id>msg[0-9]{4})(?P<action>/audio|/read)?)?$"
 )
+CONFERENCE_RE = re.compile(
+    r"^/voicemail/api/(?P<mailbox>[0-9]{2,8})/conferences/(?P<room>[0-9]{2,8})"
+    r"(?:/participants/(?P<id>[A-Za-z0-9._-]{1,64})/(?P<action>mute|unmute|kick))?$"
+)
 API_PREFIX = "/voicemail/api/"
 MAX_MESSAGES = 10000  # msg0000 .. msg9999
 MAX_BODY = 1024
@@ -409,41 +413,149 @@ def _ami_action(name, fields, action_id):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+class AmiSession:
+    """One AMI login: ``with AmiSession(ami) as s: s.call(...)``; logs off on exit."""
+
+    def __init__(self, ami, timeout=5.0):
+        self.ami = ami
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.sock = None
+        self.buf = b""
+        self.n = 0
+
+    def __enter__(self):
+        self.sock = socket.create_connection(
+            (self.ami.get("host", "127.0.0.1"), int(self.ami["port"])), timeout=self.timeout
+        )
+        try:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(1024)
+                if not chunk or len(self.buf) > 1024:
+                    raise ConnectionError("no AMI banner")
+                self.buf += chunk
+            banner, _, self.buf = self.buf.partition(b"\n")
+            if not banner.decode("utf-8", "replace").lower().startswith("asterisk call manager"):
+                raise ConnectionError("not an AMI server")
+            reply = self.call(
+                "Login", {"Username": self.ami["username"], "Secret": self.ami["secret"], "Events": "off"}
+            )
+            if reply.get("response", "").lower() != "success":
+                raise PermissionError(f"AMI login refused: {clean(reply.get('message', ''))}")
+        except BaseException:
+            self.sock.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(OSError, TimeoutError, ConnectionError):
+            self.call("Logoff", {})
+        self.sock.close()
+
+    def _send(self, name, fields):
+        self.n += 1
+        action_id = f"voicemail-portal-{os.getpid()}-{threading.get_ident()}-{self.n}"
+        self.sock.sendall(_ami_action(name, fields, action_id))
+        return action_id
+
+    def call(self, name, fields):
+        """Send an action and return its response (events in between are skipped)."""
+        action_id = self._send(name, fields)
+        while True:
+            reply, self.buf = _ami_read(self.sock, self.buf, self.deadline)
+            if "response" in reply and reply.get("actionid", action_id) == action_id:
+                return reply
+
+    def collect(self, name, fields, event, complete):
+        """Send a list action; return (response, [its events named event]) up to the complete event."""
+        action_id = self._send(name, fields)
+        response, events = None, []
+        while True:
+            reply, self.buf = _ami_read(self.sock, self.buf, self.deadline)
+            if reply.get("actionid") != action_id:
+                continue
+            if "response" in reply:
+                response = reply
+                # A list action answers Error (or "No active conferences.") without events.
+                if reply["response"].lower() != "success" or reply.get("eventlist", "").lower() != "start":
+                    return response, events
+            elif reply.get("event", "").lower() == event.lower():
+                events.append(reply)
+            elif reply.get("event", "").lower() == complete.lower():
+                return response, events
+
+
 def ami_refresh(ami, context, mailboxes, timeout=5.0):
     """Log in to AMI, send VoicemailRefresh for each mailbox, log off. Raises on failure."""
-    deadline = time.monotonic() + timeout
-    with socket.create_connection((ami.get("host", "127.0.0.1"), int(ami["port"])), timeout=timeout) as sock:
-        buf = b""
-        while b"\n" not in buf:
-            chunk = sock.recv(1024)
-            if not chunk or len(buf) > 1024:
-                raise ConnectionError("no AMI banner")
-            buf += chunk
-        banner, _, buf = buf.partition(b"\n")
-        if not banner.decode("utf-8", "replace").lower().startswith("asterisk call manager"):
-            raise ConnectionError("not an AMI server")
-
-        def call(name, fields, n):
-            nonlocal buf
-            action_id = f"voicemail-portal-{os.getpid()}-{n}"
-            sock.sendall(_ami_action(name, fields, action_id))
-            while True:
-                reply, buf = _ami_read(sock, buf, deadline)
-                if "response" in reply and reply.get("actionid", action_id) == action_id:
-                    return reply
-
-        reply = call("Login", {"Username": ami["username"], "Secret": ami["secret"], "Events": "off"}, 0)
-        if reply.get("response", "").lower() != "success":
-            raise PermissionError(f"AMI login refused: {clean(reply.get('message', ''))}")
-        failed = []
-        for n, mailbox in enumerate(mailboxes, 1):
-            reply = call("VoicemailRefresh", {"Context": context, "Mailbox": mailbox}, n)
+    failed = []
+    with AmiSession(ami, timeout) as session:
+        for mailbox in mailboxes:
+            reply = session.call("VoicemailRefresh", {"Context": context, "Mailbox": mailbox})
             if reply.get("response", "").lower() != "success":
                 failed.append(f"{mailbox}: {clean(reply.get('message', ''))}")
-        with contextlib.suppress(OSError, TimeoutError, ConnectionError):
-            call("Logoff", {}, len(mailboxes) + 1)
-        if failed:
-            raise RuntimeError("VoicemailRefresh failed for " + "; ".join(failed))
+    if failed:
+        raise RuntimeError("VoicemailRefresh failed for " + "; ".join(failed))
+
+
+# -- conference control (ConfBridge over AMI) ---------------------------------
+
+
+_ROOM_CACHE: dict[str, tuple[float, list]] = {}
+_ROOM_CACHE_LOCK = threading.Lock()
+ROOM_CACHE_S = 1.0  # every participant's softphone polls its room every 2 s
+
+
+def conference_participants(ami, room, timeout=5.0, fresh=False):
+    """The participants of a ConfBridge conference (AMI ConfbridgeList), [] when it has none.
+
+    One AMI query per room and second at most, however many participants poll it.
+    """
+    now = time.monotonic()
+    with _ROOM_CACHE_LOCK:
+        hit = _ROOM_CACHE.get(room)
+        if hit and not fresh and now - hit[0] < ROOM_CACHE_S:
+            return hit[1]
+        for stale in [r for r, (t, _) in _ROOM_CACHE.items() if now - t >= ROOM_CACHE_S]:
+            del _ROOM_CACHE[stale]
+    people = _query_participants(ami, room, timeout)
+    with _ROOM_CACHE_LOCK:
+        _ROOM_CACHE[room] = (time.monotonic(), people)
+    return people
+
+
+def _query_participants(ami, room, timeout):
+    with AmiSession(ami, timeout) as session:
+        _, events = session.collect("ConfbridgeList", {"Conference": room}, "ConfbridgeList", "ConfbridgeListComplete")
+    return [
+        {
+            "id": clean(e.get("uniqueid", ""), 64),
+            "channel": clean(e.get("channel", ""), 120),
+            "number": clean(e.get("calleridnum", ""), 40),
+            "name": clean(e.get("calleridname", ""), 80),
+            "admin": e.get("admin", "").lower() == "yes",
+            "muted": e.get("muted", "").lower() == "yes",
+        }
+        for e in events
+        if e.get("uniqueid") and e.get("channel")
+    ]
+
+
+CONFERENCE_ACTIONS = {"mute": "ConfbridgeMute", "unmute": "ConfbridgeUnmute", "kick": "ConfbridgeKick"}
+
+
+def conference_act(ami, room, channel, action, timeout=5.0):
+    """Mute, unmute or kick one channel of a conference; raises PortalError when Asterisk refuses."""
+    with AmiSession(ami, timeout) as session:
+        reply = session.call(CONFERENCE_ACTIONS[action], {"Conference": room, "Channel": channel})
+    with _ROOM_CACHE_LOCK:
+        _ROOM_CACHE.pop(room, None)
+    if reply.get("response", "").lower() != "success":
+        raise PortalError(409, f"Asterisk refused: {clean(reply.get('message', ''))}")
+
+
+def own_channel(participant, extension):
+    """True when the participant's channel belongs to the agent (PJSIP/<extension>-...)."""
+    return participant["channel"].startswith(f"PJSIP/{extension}-")
 
 
 class MwiRefresher(threading.Thread):
@@ -745,7 +857,7 @@ def make_handler(cfg, spool, refresher):
 
         def _route(self):
             raw_path, _, query = self.path.partition("?")
-            match = ROUTE_RE.match(raw_path)
+            match = ROUTE_RE.match(raw_path) or CONFERENCE_RE.match(raw_path)
             try:
                 return match, parse_qs(query, max_num_fields=8) if query else {}
             except ValueError:
@@ -793,6 +905,8 @@ def make_handler(cfg, spool, refresher):
                 # Authenticate before telling anything about the path space.
                 self._authorize(None, query)
                 raise PortalError(404, "not found")
+            if match.re is CONFERENCE_RE:
+                return self._conference(match)
             mailbox, folder, msg, action = match.group("mailbox", "folder", "id", "action")
             if action == "/audio" and self.command in ("GET", "HEAD"):
                 signed = None
@@ -831,6 +945,42 @@ def make_handler(cfg, spool, refresher):
                 item = spool.describe(mailbox, "Old", new)
                 return self._json(200, self._with_url(mailbox, item) if item else {"folder": "Old", "id": new})
             raise PortalError(405, "method not allowed")
+
+        def _conference(self, match):
+            """Conference control: any participant lists the room, its admins mute, unmute and kick."""
+            mailbox, room, pid, action = match.group("mailbox", "room", "id", "action")
+            self._authorize(mailbox, {})
+            if self.command != ("POST" if action else "GET"):
+                raise PortalError(405, "method not allowed")
+            if not cfg.get("ami"):
+                raise PortalError(503, "conference control needs AMI (voicemail_portal_ami_enabled)")
+            try:
+                people = conference_participants(cfg["ami"], room, fresh=action is not None)
+            except (OSError, TimeoutError, ConnectionError, PermissionError) as exc:
+                LOG.warning("AMI ConfbridgeList failed: %s", exc.__class__.__name__)
+                raise PortalError(503, "Asterisk is not reachable") from None
+            mine = [p for p in people if own_channel(p, mailbox)]
+            if not mine:
+                raise PortalError(403, "not in this conference")
+            admin = any(p["admin"] for p in mine)
+            if action is None:
+                listing = [
+                    {k: p[k] for k in ("id", "number", "name", "admin", "muted")} | {"me": own_channel(p, mailbox)}
+                    for p in people
+                ]
+                return self._json(200, {"room": room, "admin": admin, "participants": listing})
+            if not admin:
+                raise PortalError(403, "only a conference admin may do this")
+            target = next((p for p in people if p["id"] == pid), None)
+            if target is None:
+                raise PortalError(404, "no such participant")
+            try:
+                conference_act(cfg["ami"], room, target["channel"], action)
+            except (OSError, TimeoutError, ConnectionError, PermissionError) as exc:
+                LOG.warning("AMI %s failed: %s", CONFERENCE_ACTIONS[action], exc.__class__.__name__)
+                raise PortalError(503, "Asterisk is not reachable") from None
+            LOG.info("%s: conference %s: %s %s (%s)", mailbox, room, action, target["number"], pid)
+            return self._json(200, {"participant": pid, "action": action})
 
         def _with_url(self, mailbox, item):
             expires = int(time.time()) + ttl
