@@ -36,6 +36,9 @@ export class ConferencePanel {
       title: $('conf-people-title'),
       status: $('conf-status'),
       list: $('conf-participants'),
+      // The DTMF controls (index.html): the admin-only ones hide once the
+      // participant list says this agent joined as a participant.
+      controls: $('conference-box'),
     };
     this.room = '';
     this.data = null; // the last answer for this room
@@ -155,6 +158,9 @@ export class ConferencePanel {
     this.el.status.hidden = !status;
     this.el.status.classList.toggle('error', Boolean(this.actionError));
 
+    if (this.el.controls) {
+      this.el.controls.dataset.role = d ? (d.admin ? 'admin' : 'participant') : '';
+    }
     const key = d ? JSON.stringify([d.admin, people, [...this.busy]]) : '';
     if (key === this.key) {
       return;

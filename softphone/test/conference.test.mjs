@@ -8,6 +8,7 @@ import {
   participantText,
 } from '../src/conference.js';
 import { PortalError } from '../src/portal.js';
+import { fakeFetch } from './helpers.mjs';
 
 let passed = 0;
 const tests = [];
@@ -33,23 +34,6 @@ const LISTING = {
     },
   ],
 };
-
-function fakeFetch(answers) {
-  const calls = [];
-  const impl = async (url, init) => {
-    calls.push({ url, init });
-    const a = typeof answers === 'function' ? answers(url, init) : answers.shift();
-    if (a instanceof Error) {
-      throw a;
-    }
-    const body = typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
-    return new Response(body, {
-      status: a.status || 200,
-      headers: { 'Content-Type': a.type || 'application/json' },
-    });
-  };
-  return { impl, calls };
-}
 
 const creds = { ext: '1000', password: 'sëcret:pw' };
 const client = (answers, c = creds, base = '/voicemail/api/') => {

@@ -7,6 +7,7 @@ import {
   VoicemailClient, VoicemailError, callerText, formatVmDuration, messagePath, normalizeListing,
   normalizeMessage, vmErrorText,
 } from '../src/voicemail.js';
+import { fakeFetch } from './helpers.mjs';
 
 let passed = 0;
 const tests = [];
@@ -28,23 +29,6 @@ const MSG = {
   new: true,
   audio_url: '/voicemail/api/1000/messages/INBOX/msg0000/audio?expires=1790000600&sig=abc',
 };
-
-function fakeFetch(answers) {
-  const calls = [];
-  const impl = async (url, init) => {
-    calls.push({ url, init });
-    const a = typeof answers === 'function' ? answers(url, init) : answers.shift();
-    if (a instanceof Error) {
-      throw a;
-    }
-    const body = typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
-    return new Response(body, {
-      status: a.status || 200,
-      headers: { 'Content-Type': a.type || 'application/json' },
-    });
-  };
-  return { impl, calls };
-}
 
 const creds = { ext: '1000', password: 'sëcret:pw' };
 

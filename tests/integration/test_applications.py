@@ -147,6 +147,12 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
     # A participant sees the room but may not mute anyone.
     seen = p2.js("() => window.softphone.conferenceParticipants()")
     assert seen["admin"] is False and {x["number"] for x in seen["participants"]} == {"1000", "1001", "1002"}
+    # Its softphone hides the admin-only controls; the admin's shows them.
+    shown = (
+        "(want) => (getComputedStyle(document.querySelector('[data-conf-action=lock]')).display !== 'none') === want"
+    )
+    p2.page.wait_for_function(shown, arg=False, timeout=10000)
+    admin.page.wait_for_function(shown, arg=True, timeout=10000)
     refused = p2.js(
         "(id) => window.softphone.conferenceMute(id).then(() => 'muted', (e) => String(e.message || e))", target["id"]
     )

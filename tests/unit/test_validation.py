@@ -325,6 +325,21 @@ CASES = [
     ),
     ("asterisk", {"asterisk_moh_classes": [{**HOLD, "name": "Support Hold"}]}, "asterisk_moh_classes"),
     ("asterisk", {"asterisk_moh_classes": [{**HOLD, "name": "default"}]}, "asterisk_moh_classes"),
+    (
+        "asterisk",
+        {"asterisk_sounds_archives": [{"url": "downloads.asterisk.org/core-sounds.tar.gz"}]},
+        "asterisk_sounds_archives",
+    ),
+    (
+        "asterisk",
+        {"asterisk_sounds_archives": [{"url": "https://mirror.example/core-sounds-en-wav.tar.gz", "type": "prompts"}]},
+        "asterisk_sounds_archives",
+    ),
+    (
+        "asterisk",
+        {"asterisk_sounds_archives": [{"url": "https://mirror.example/moh.tar.gz", "type": "moh", "checksum": "abc"}]},
+        "asterisk_sounds_archives",
+    ),
     ("asterisk", {"asterisk_moh_classes": [HOLD, HOLD]}, "asterisk_moh_classes"),
     ("asterisk", {"asterisk_moh_classes": [{**HOLD, "files": ["/srv/music/hold.mp3"]}]}, "asterisk_moh_classes"),
     # Recordings inside the music on hold directory would be pruned with it.

@@ -1,0 +1,20 @@
+// Shared by the softphone's node tests (not a test file itself).
+
+// A fetch() stand-in: answers ({status, body, type} or an Error to throw)
+// from a list in order, or from a function of (url, init); records each call.
+export function fakeFetch(answers) {
+  const calls = [];
+  const impl = async (url, init) => {
+    calls.push({ url, init });
+    const a = typeof answers === 'function' ? answers(url, init) : answers.shift();
+    if (a instanceof Error) {
+      throw a;
+    }
+    const body = typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
+    return new Response(body, {
+      status: a.status || 200,
+      headers: { 'Content-Type': a.type || 'application/json' },
+    });
+  };
+  return { impl, calls };
+}
