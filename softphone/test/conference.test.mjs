@@ -8,13 +8,9 @@ import {
   participantText,
 } from '../src/conference.js';
 import { PortalError } from '../src/portal.js';
-import { fakeFetch } from './helpers.mjs';
+import { fakeFetch, suite } from './helpers.mjs';
 
-let passed = 0;
-const tests = [];
-function test(name, fn) {
-  tests.push([name, fn]);
-}
+const { test, run } = suite();
 
 const LISTING = {
   room: '700',
@@ -293,14 +289,4 @@ test('poller: a throwing onResult does not stop the polling', async () => {
   poller.stop();
 });
 
-for (const [name, fn] of tests) {
-  try {
-    // eslint-disable-next-line no-await-in-loop
-    await fn();
-    passed += 1;
-  } catch (err) {
-    console.error(`FAIL ${name}`);
-    throw err;
-  }
-}
-console.log(`conference: ${passed} tests passed`);
+await run('conference');

@@ -18,3 +18,28 @@ export function fakeFetch(answers) {
   };
   return { impl, calls };
 }
+
+// A minimal async test runner: test(name, fn) collects, run(label) runs them
+// in order, stops at the first failure and prints "<label>: N tests passed".
+export function suite() {
+  const tests = [];
+  return {
+    test(name, fn) {
+      tests.push([name, fn]);
+    },
+    async run(label) {
+      let passed = 0;
+      for (const [name, fn] of tests) {
+        try {
+          // eslint-disable-next-line no-await-in-loop
+          await fn();
+          passed += 1;
+        } catch (err) {
+          console.error(`FAIL ${name}`);
+          throw err;
+        }
+      }
+      console.log(`${label}: ${passed} tests passed`);
+    },
+  };
+}

@@ -7,13 +7,9 @@ import {
   VoicemailClient, VoicemailError, callerText, formatVmDuration, messagePath, normalizeListing,
   normalizeMessage, vmErrorText,
 } from '../src/voicemail.js';
-import { fakeFetch } from './helpers.mjs';
+import { fakeFetch, suite } from './helpers.mjs';
 
-let passed = 0;
-const tests = [];
-function test(name, fn) {
-  tests.push([name, fn]);
-}
+const { test, run } = suite();
 
 const MSG = {
   folder: 'INBOX',
@@ -146,14 +142,4 @@ test('raw: status and body, with or without credentials', async () => {
   assert.deepEqual(audio.body, { audio_bytes: 8 });
 });
 
-for (const [name, fn] of tests) {
-  try {
-    // eslint-disable-next-line no-await-in-loop
-    await fn();
-    passed += 1;
-  } catch (err) {
-    console.error(`FAIL ${name}`);
-    throw err;
-  }
-}
-console.log(`voicemail: ${passed} tests passed`);
+await run('voicemail');
