@@ -60,10 +60,12 @@ def set_module_args(args):
         yield
 
 
-def run_module(main, args, check_mode=False):
+def run_module(main, args, check_mode=False, diff=False):
     """Run ``main()``; return ``(failed, result)``."""
     if check_mode:
         args = dict(args, _ansible_check_mode=True)
+    if diff:
+        args = dict(args, _ansible_diff=True)
     with set_module_args(args), mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json):
         try:
             main()
