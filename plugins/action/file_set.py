@@ -28,10 +28,10 @@ except ImportError:  # pragma: no cover - older ansible-core
         return value
 
 
-SOURCES = ("template", "src", "content")
+SOURCES = ("template", "src", "content", "remote_src")
 FILE_KEYS = set(SOURCES) | {"dest", "owner", "group", "mode", "secret", "validate"}
 MODULE_FILE_KEYS = ("dest", "owner", "group", "mode", "secret", "validate")
-TASK_KEYS = {"directories", "files", "owner", "group", "mode", "directory_mode"}
+TASK_KEYS = {"directories", "files", "absent", "owner", "group", "mode", "directory_mode"}
 
 
 class ActionModule(ActionBase):
@@ -55,7 +55,7 @@ class ActionModule(ActionBase):
             given = [key for key in SOURCES if item.get(key) is not None]
             if len(given) != 1:
                 raise AnsibleActionFail(
-                    f"file_set: files[{index}] ({item['dest']}) needs exactly one of template, src, content"
+                    f"file_set: files[{index}] ({item['dest']}) needs exactly one of template, src, content, remote_src"
                 )
         if not isinstance(args.get("directories") or [], list):
             raise AnsibleActionFail("file_set: directories must be a list")
@@ -101,7 +101,9 @@ class ActionModule(ActionBase):
         files = self._validate(args)
         module_files = []
         for item in files:
-            if item.get("template") is not None:
+            if item.get("remote_src") is not None:
+                data = None  # read by the module on the managed node
+            elif item.get("template") is not None:
                 data = self._render(item["template"], item["dest"], task_vars)
             elif item.get("src") is not None:
                 data = self._read(item["src"])
@@ -111,11 +113,14 @@ class ActionModule(ActionBase):
             for key in ("owner", "group"):
                 if key in entry:
                     entry[key] = str(entry[key])
-            entry["content_b64"] = to_text(base64.b64encode(data))
+            if data is None:
+                entry["remote_src"] = item["remote_src"]
+            else:
+                entry["content_b64"] = to_text(base64.b64encode(data))
             module_files.append(entry)
         module_args = {
             key: args[key]
-            for key in ("directories", "owner", "group", "mode", "directory_mode")
+            for key in ("directories", "absent", "owner", "group", "mode", "directory_mode")
             if args.get(key) is not None
         }
         for key in ("owner", "group"):

@@ -63,6 +63,10 @@ options:
       content:
         description: Literal content of the file.
         type: str
+      remote_src:
+        description:
+          - Path of a file on the managed node to copy (for example a certificate another role or tool put there).
+        type: path
       owner:
         description: Owner (name or uid). Defaults to O(owner).
         type: str
@@ -81,6 +85,13 @@ options:
         description: Keep the content out of the result and the diff (passwords, keys).
         type: bool
         default: false
+  absent:
+    description:
+      - Paths to remove when they exist (files, links, or directories with their content), after the files are
+        written.
+    type: list
+    elements: path
+    default: []
   owner:
     description: Default owner of files and directories.
     type: str
@@ -94,8 +105,8 @@ options:
     description: Default mode of directories.
     type: raw
 notes:
-  - The module itself receives each file's content base64-encoded in C(content_b64); use it through the action
-    plugin (the task name C(voiceops.webrtc_pbx.file_set)).
+  - The module itself receives each file's content base64-encoded in C(content_b64) (or O(files[].remote_src));
+    use it through the action plugin (the task name C(voiceops.webrtc_pbx.file_set)).
 """
 
 EXAMPLES = r"""
@@ -130,10 +141,16 @@ changed_directories:
   type: list
   elements: str
   returned: always
+removed:
+  description: Paths of O(absent) that existed and were removed (or would be in check mode).
+  type: list
+  elements: str
+  returned: always
 """
 
 import base64
 import os
+import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -230,7 +247,12 @@ def write_file(module, dest, data, validate=None):
 def ensure_file(module, item, defaults):
     dest = item["dest"]
     secret = bool(item.get("secret"))
-    data = base64.b64decode(item["content_b64"])
+    if item.get("remote_src"):
+        data = read_bytes(module, item["remote_src"])
+        if data is None:
+            module.fail_json(msg=f"remote_src {item['remote_src']} for {dest} does not exist on the managed node")
+    else:
+        data = base64.b64decode(item.get("content_b64") or "")
     if os.path.isdir(dest):
         module.fail_json(msg=f"{dest} is a directory, not a file")
     before = read_bytes(module, dest)
@@ -263,6 +285,18 @@ def ensure_file(module, item, defaults):
     return changed, diffs
 
 
+def remove_path(module, path):
+    """Remove a file, link or directory tree; True when something was there."""
+    if not os.path.lexists(path):
+        return False
+    if not module.check_mode:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    return True
+
+
 def normalise_directory(item, index, module):
     if isinstance(item, str):
         return {"path": item}
@@ -280,9 +314,12 @@ def main():
                 "type": "list",
                 "elements": "dict",
                 "default": [],
+                "required_one_of": [["content_b64", "remote_src"]],
+                "mutually_exclusive": [["content_b64", "remote_src"]],
                 "options": {
                     "dest": {"type": "path", "required": True},
-                    "content_b64": {"type": "str", "required": True},
+                    "content_b64": {"type": "str"},
+                    "remote_src": {"type": "path"},
                     "owner": {"type": "str"},
                     "group": {"type": "str"},
                     "mode": {"type": "raw"},
@@ -290,6 +327,7 @@ def main():
                     "secret": {"type": "bool", "default": False},
                 },
             },
+            "absent": {"type": "list", "elements": "path", "default": []},
             "owner": {"type": "str"},
             "group": {"type": "str"},
             "mode": {"type": "raw"},
@@ -313,10 +351,16 @@ def main():
         if changed:
             changed_files.append(item["dest"])
             diffs.extend(file_diffs)
+    removed = []
+    for path in module.params["absent"]:
+        if remove_path(module, path):
+            removed.append(path)
+            diffs.append({"before": {"path": path, "state": "present"}, "after": {"path": path, "state": "absent"}})
     result = {
-        "changed": bool(changed_files or changed_directories),
+        "changed": bool(changed_files or changed_directories or removed),
         "changed_files": changed_files,
         "changed_directories": changed_directories,
+        "removed": removed,
     }
     if module._diff:
         result["diff"] = diffs

@@ -90,11 +90,11 @@ class Harness:
         ),
         (
             {"files": [{"dest": "/etc/a", "content": "a"}, {"dest": "/etc/b", "mode": "0640"}]},
-            "file_set: files[1] (/etc/b) needs exactly one of template, src, content",
+            "file_set: files[1] (/etc/b) needs exactly one of template, src, content, remote_src",
         ),
         (
             {"files": [{"dest": "/etc/a", "content": "a", "template": "a.j2"}]},
-            "file_set: files[0] (/etc/a) needs exactly one of template, src, content",
+            "file_set: files[0] (/etc/a) needs exactly one of template, src, content, remote_src",
         ),
         ({"directories": "/etc/a"}, "file_set: directories must be a list"),
     ],

@@ -331,3 +331,40 @@ def test_missing_content_b64(tmp_path):
     failed, result = run(files=[{"dest": str(tmp_path / "a")}])
     assert failed
     assert "content_b64" in result["msg"]
+
+
+def test_remote_src_copies_a_file_of_the_managed_node(tmp_path):
+    source = tmp_path / "server.crt"
+    source.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    dest = tmp_path / "turn.crt"
+    item = {"dest": str(dest), "remote_src": str(source), "mode": "0400", "secret": True}
+    failed, result = run(files=[item])
+    assert not failed, result
+    assert dest.read_bytes() == source.read_bytes()
+    assert oct(dest.stat().st_mode & 0o777) == "0o400"
+    failed, result = run(files=[item])
+    assert not failed and result["changed"] is False
+
+
+def test_missing_remote_src_fails_naming_it(tmp_path):
+    failed, result = run(files=[{"dest": str(tmp_path / "turn.crt"), "remote_src": str(tmp_path / "nope.crt")}])
+    assert failed
+    assert "nope.crt" in result["msg"] and "does not exist" in result["msg"]
+
+
+def test_absent_removes_files_and_trees_and_reports_them(tmp_path):
+    stale = tmp_path / "recordings-certificate.pem"
+    stale.write_text("old\n")
+    tree = tmp_path / "old-class"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "a.wav").write_bytes(b"RIFF")
+    gone = tmp_path / "never-there"
+    failed, result = run(check_mode=True, absent=[str(stale), str(tree), str(gone)])
+    assert not failed, result
+    assert result["changed"] is True and result["removed"] == [str(stale), str(tree)]
+    assert stale.exists() and tree.exists()
+    failed, result = run(absent=[str(stale), str(tree), str(gone)])
+    assert result["removed"] == [str(stale), str(tree)]
+    assert not stale.exists() and not tree.exists()
+    failed, result = run(absent=[str(stale), str(tree), str(gone)])
+    assert result["changed"] is False and result["removed"] == []
