@@ -10,10 +10,15 @@ COLLECTION_LINK := .lab/collections/ansible_collections/voiceops/webrtc_pbx
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: bench lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link secrets help
+.PHONY: bench host-packages lab lab-down test lint unit build molecule images dockerd softphone venv node collection-link secrets help
 
 help:
 	@sed -n '2,4p' Makefile
+
+# The Debian packages both commands need (docker.io, debootstrap, chromium,
+# python3-venv, Node.js...), installed when missing (lab/lab.py HOST_PACKAGES).
+host-packages:
+	@python3 lab/lab.py host-packages
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -51,7 +56,7 @@ dockerd:
 images: dockerd
 	@python3 lab/images/build.py
 
-lab: venv softphone collection-link
+lab: host-packages venv softphone collection-link
 	@python3 lab/lab.py up
 
 lab-down:
@@ -92,4 +97,4 @@ secrets:
 bench: venv softphone collection-link
 	$(BIN)/python bench/run_all.py
 
-test: lint unit build molecule
+test: host-packages lint unit build molecule

@@ -10,7 +10,10 @@ Order (the heavy, machine-wide ones first, each alone on the machine):
   5. trunk_calls.py    SIPp G.711 calls relayed by Asterisk, stepped up
   6. webrtc_calls.py   concurrent browser <-> trunk calls, PCMU then Opus
   7. pjsip_state.py    reading PJSIP state for 1000 more endpoints
-  8. converge the lab back without the profile
+  8. trunk_calls.py --peer loopback, after a converge that makes SIPp in the
+     lab host's network namespace the trunk's SIP Server: the same calls over
+     loopback, as issue 8's bare-Asterisk figures were measured
+  9. converge the lab back without the profile
 
 Each benchmark prints its own figures and writes bench/results/<name>-*.json;
 this script reads those files and prints the summary (also written as
@@ -35,7 +38,11 @@ PY = sys.executable
 BENCH = ROOT / "bench"
 
 
-def converge(profile: bool) -> dict:
+# SIPp's UAS port when it shares the lab host's network namespace (Asterisk has 5060).
+LOOPBACK_PORT = 5090
+
+
+def converge(profile: bool, *extra: str) -> dict:
     cmd = [
         str(Path(PY).parent / "ansible-playbook"),
         "-i",
@@ -46,6 +53,7 @@ def converge(profile: bool) -> dict:
     ]
     if profile:
         cmd += ["-e", f"@{BENCH / 'profile.yml'}"]
+    cmd += list(extra)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
     t0 = time.monotonic()
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -158,6 +166,16 @@ def rows(runs: dict, profile: dict) -> list[tuple[str, str, str, str]]:
                 "<= 0.41 %",
             )
         )
+    d = _g(runs, "trunk_calls_loopback", "data")
+    if d:
+        out.append(
+            (
+                "trunk calls, SIPp over loopback",
+                "clean concurrent calls; Asterisk CPU per call",
+                f"{fmt(d.get('max_clean_concurrent'))}; {fmt(d.get('per_call_pct_core_at_max'), '.2f', ' % core')}",
+                ">= 300; <= 0.41 %",
+            )
+        )
     d = _g(runs, "webrtc_calls", "data")
     if d:
         for phase in d.get("phases") or []:
@@ -201,9 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.table_only:
         for name in ("deploy", "call_setup", "registrations", "trunk_calls", "webrtc_calls", "pjsip_state"):
             files = sorted(p for p in RESULTS.glob(f"{name}-*.json") if p.stem[len(name) + 1 :].isalnum())
-            if files:
-                data = json.loads(files[-1].read_text())
-                runs[name] = {"exit": 0, "json": str(files[-1].relative_to(ROOT)), "data": data}
+            for path in reversed(files):
+                data = json.loads(path.read_text())
+                key = "trunk_calls_loopback" if data.get("peer") == "loopback" else name
+                if key not in runs:
+                    runs[key] = {"exit": 0, "json": str(path.relative_to(ROOT)), "data": data}
+                if name != "trunk_calls" or {"trunk_calls", "trunk_calls_loopback"} <= runs.keys():
+                    break
         print("\n".join("| " + " | ".join(r) + " |" for r in rows(runs, {})))
         return 0
     if "deploy" not in skip:
@@ -225,6 +247,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, extra in plan:
             if name not in skip:
                 runs[name] = run(name, *extra)
+        # The same trunk calls with SIPp in the lab host's network namespace:
+        # SIP and RTP over loopback, as in issue 8's bare-Asterisk figures, so
+        # that the two runs tell the lab network path's share from the stack's.
+        if "trunk_calls_loopback" not in skip and "trunk_calls" not in skip:
+            lab = json.loads((ROOT / ".lab" / "lab.json").read_text())
+            print("\n=== converge the lab with the trunk's SIP Server on the lab host's loopback", flush=True)
+            loop = converge(
+                True, "-e", f"genesys_trunk_primary={lab['host_address']}", "-e", f"genesys_trunk_port={LOOPBACK_PORT}"
+            )
+            print(f"  {loop['recap']} in {loop['seconds']:.0f} s", flush=True)
+            if loop["ok"]:
+                runs["trunk_calls_loopback"] = run(
+                    "trunk_calls", "--peer", "loopback", "--uas-port", str(LOOPBACK_PORT)
+                )
+            else:
+                print(loop["tail"], file=sys.stderr)
+                runs["trunk_calls_loopback"] = {"exit": 1, "json": None, "data": None}
     finally:
         if not args.keep_profile:
             print("\n=== converge the lab back (without bench/profile.yml)", flush=True)

@@ -132,8 +132,20 @@ def ulaw_tone(seconds: float = 2.0, freq: float = 1000.0) -> bytes:
     return bytes(encode(int(10362 * math.sin(2 * math.pi * freq * i / 8000))) for i in range(n))
 
 
-def ensure_sipp(net_prefix: str) -> str:
-    ip = f"{net_prefix}.23"
+def ensure_sipp(lab: dict, peer: str) -> str:
+    """Start the SIPp container; return the address it sends from.
+
+    peer "network": its own address <lab net>.23 on the lab network (the path
+    a real SIP Server's packets take: veth and bridge). peer "loopback": in the
+    lab host's network namespace, so that every packet goes over loopback as
+    in the bare-Asterisk figures of issue #8.
+    """
+    if peer == "loopback":
+        ip = lab["ip"]
+        network = ["--network", f"container:{lab['container']}"]
+    else:
+        ip = f"{lab['ip'].rsplit('.', 1)[0]}.23"
+        network = ["--network", "webrtc-lab", "--ip", ip]
     build = subprocess.run(
         [sys.executable, str(ROOT / "lab" / "images" / "build.py"), "sipp"], capture_output=True, text=True
     )
@@ -141,23 +153,25 @@ def ensure_sipp(net_prefix: str) -> str:
         raise BenchError(f"building the SIPp image failed: {build.stderr.strip()[-400:]}")
     if sh("docker", "ps", "-aq", "--filter", f"name=^{SIPP}$", check=False).strip():
         raise BenchError(f"container {SIPP} exists: another benchmark uses it (if stale: docker rm -f {SIPP})")
-    sh("docker", "run", "-d", "--name", SIPP, "--network", "webrtc-lab", "--ip", ip,
-       "--ulimit", "nofile=16384:16384", SIPP_IMAGE, "sleep", "infinity")  # fmt: skip
+    limits = ["--ulimit", "nofile=16384:16384"]
+    sh("docker", "run", "-d", "--name", SIPP, *network, *limits, SIPP_IMAGE, "sleep", "infinity")
     sh("docker", "exec", SIPP, "mkdir", "-p", "/bench")
     subprocess.run(["docker", "exec", "-i", SIPP, "sh", "-c", "cat > /bench/tone.ulaw"], input=ulaw_tone(), check=True)
     return ip
 
 
 @contextlib.contextmanager
-def sipp_peer(lab: dict):
+def sipp_peer(lab: dict, peer: str = "network", uas_port: int = 5060):
     """SIPp as the trunk's primary SIP Server: answers OPTIONS and calls, echoes RTP.
 
     Yields SIPp's address; removes the container at exit. The lab must be
-    converged with bench/profile.yml (trunk primary = <lab net>.23).
+    converged with bench/profile.yml (trunk primary = <lab net>.23), or for
+    peer "loopback" with genesys_trunk_primary = the lab host's address and
+    genesys_trunk_port = uas_port.
     """
-    sipp_ip = ensure_sipp(lab["ip"].rsplit(".", 1)[0])
+    sipp_ip = ensure_sipp(lab, peer)
     try:
-        uas = ["docker", "exec", "-d", SIPP, "sipp", "-sn", "uas", "-i", sipp_ip, "-p", "5060", "-mi", sipp_ip,
+        uas = ["docker", "exec", "-d", SIPP, "sipp", "-sn", "uas", "-i", sipp_ip, "-p", str(uas_port), "-mi", sipp_ip,
                "-mp", "6000", "-rtp_echo", "-aa", "-nostdin", "-max_socket", "4096", "-bg"]  # fmt: skip
         sh(*uas)
         for _ in range(30):
@@ -259,12 +273,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=40, help="new calls per second while ramping")
     ap.add_argument("--window", type=float, default=20.0, help="seconds all calls of a step are measured together")
     ap.add_argument("--stop-after-dirty", type=int, default=1, help="stop after this many unclean steps")
+    ap.add_argument(
+        "--peer",
+        choices=["network", "loopback"],
+        default="network",
+        help="where SIPp runs: its own address on the lab network (default), or in the lab host's "
+        "network namespace so that SIP and RTP go over loopback (converge first with "
+        "-e genesys_trunk_primary=<lab host address> -e genesys_trunk_port=<--uas-port>)",
+    )
+    ap.add_argument("--uas-port", type=int, default=None, help="SIPp UAS port (default 5060; 5090 for loopback)")
     args = ap.parse_args(argv)
+    uas_port = args.uas_port or (5090 if args.peer == "loopback" else 5060)
     lab = lab_info()
     steps = [int(s) for s in args.steps.split(",")]
     results = []
     try:
-        with sipp_peer(lab) as sipp_ip, ContainerSampler([ASTERISK]) as sampler:
+        with sipp_peer(lab, args.peer, uas_port) as sipp_ip, ContainerSampler([ASTERISK]) as sampler:
             lab_exec("sh", "-c", f"cat > {DROPIN} && chmod 0644 {DROPIN}", stdin=DIALPLAN)
             lab_exec("docker", "exec", ASTERISK, "asterisk", "-rx", "dialplan reload")
             s0 = sampler.sample(pss=False)
@@ -297,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "trunk_calls",
         "idle_asterisk_pct_core": 100 * idle,
+        "peer": args.peer,
         "rate": args.rate,
         "window_s": args.window,
         "steps": results,

@@ -140,6 +140,45 @@ def ensure_dockerd() -> None:
     raise LabError("dockerd did not come up: see .lab/dockerd.log for the reason.")
 
 
+# What `make lab` and `make test` need from Debian (12 or 13) beyond a minimal
+# install; Node.js and npm only when no `node` is on PATH already.
+HOST_PACKAGES = [
+    "docker.io", "debootstrap", "chromium", "make", "openssl", "curl", "ca-certificates", "iproute2",
+    "python3-venv", "git", "flite",
+]  # fmt: skip
+
+
+def missing_host_packages() -> list[str]:
+    wanted = HOST_PACKAGES + ([] if shutil.which("node") else ["nodejs", "npm"])
+    res = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package}\n", *wanted],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    installed = {line.split()[1] for line in res.stdout.splitlines() if line.startswith("ii")}
+    return [name for name in wanted if name not in installed]
+
+
+def ensure_host_packages() -> None:
+    """Install the Debian packages the lab and the tests use, when some are missing."""
+    missing = missing_host_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise LabError(f"packages missing: {' '.join(missing)}; run as root so that they are installed.")
+    if not shutil.which("apt-get"):
+        raise LabError(f"packages missing: {' '.join(missing)}; this host has no apt-get (Debian 12 or 13 needed).")
+    print(f"installing {' '.join(missing)}", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    quiet = {"stdout": subprocess.DEVNULL}
+    if subprocess.run(["apt-get", "update", "-q"], env=env, check=False, **quiet).returncode != 0:
+        raise LabError("apt-get update failed: check the Debian mirror (output above).")
+    res = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env, check=False, **quiet
+    )
+    if res.returncode != 0:
+        raise LabError(f"apt-get install {' '.join(missing)} failed (output above).")
+
+
 def preflight() -> None:
     if os.geteuid() != 0:
         raise LabError("make lab needs root (it starts dockerd and builds images with debootstrap): run it as root.")
@@ -469,7 +508,7 @@ def down(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="voiceops.webrtc_pbx lab")
-    ap.add_argument("command", choices=["up", "down", "dockerd", "secrets"])
+    ap.add_argument("command", choices=["up", "down", "dockerd", "secrets", "host-packages"])
     args = ap.parse_args(argv)
     try:
         actions = {
@@ -477,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             "down": down,
             "dockerd": lambda a: ensure_dockerd(),
             "secrets": lambda a: ensure_lab_files(),
+            "host-packages": lambda a: ensure_host_packages(),
         }
         actions[args.command](args)
     except LabError as exc:

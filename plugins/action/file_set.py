@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - older ansible-core
 SOURCES = ("template", "src", "content", "remote_src")
 FILE_KEYS = set(SOURCES) | {"dest", "owner", "group", "mode", "secret", "validate"}
 MODULE_FILE_KEYS = ("dest", "owner", "group", "mode", "secret", "validate")
-TASK_KEYS = {"directories", "files", "absent", "owner", "group", "mode", "directory_mode"}
+TASK_KEYS = {"directories", "files", "absent", "purge", "owner", "group", "mode", "directory_mode"}
 
 
 class ActionModule(ActionBase):
@@ -120,7 +120,7 @@ class ActionModule(ActionBase):
             module_files.append(entry)
         module_args = {
             key: args[key]
-            for key in ("directories", "absent", "owner", "group", "mode", "directory_mode")
+            for key in ("directories", "absent", "purge", "owner", "group", "mode", "directory_mode")
             if args.get(key) is not None
         }
         for key in ("owner", "group"):

@@ -17,7 +17,7 @@ DOCUMENTATION = r"""
 name: file_set_templates
 short_description: Turn file names into voiceops.webrtc_pbx.file_set template items
 description:
-  - For each name, an item C({template: <src_dir>/<name><suffix>, dest: <dest_dir>/<name>, secret: <name in secret>}).
+  - "For each name, an item C({template: <src_dir>/<name><suffix>, dest: <dest_dir>/<name>, secret: <name in secret>})."
 options:
   _input:
     description: File names (relative, may contain subdirectories).

@@ -5,15 +5,19 @@
 
 The backend (the module's FirewalldBackend, or a fake in the unit tests) has:
 
-- ``current(permanent)`` -> ``{"services": [...], "ports": [(port, protocol)], "rich_rules": [...]}``
+- ``current(permanent)`` -> ``{"services": [...], "ports": [(port, protocol)], "rich_rules": [...],
+  "sources": [...]}``
 - ``add(permanent, missing)`` with a dict of the same shape
 - ``normalise_rich_rule(rule)`` -> firewalld's canonical form of a rich rule
+- ``ipset(name)`` -> ``None`` or ``{"type": ..., "options": {...}}`` of a permanent ipset
+- ``set_ipset(name, settings, replace)`` creates it (replacing the one there), ``reload()`` reloads firewalld
 """
 
 from __future__ import annotations
 
 import re
 
+SECTIONS = ("services", "ports", "rich_rules", "sources")
 PORT_RE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?/(tcp|udp|sctp|dccp)$")
 
 
@@ -58,8 +62,8 @@ def _covered(port, ports):
     return False
 
 
-def missing_entries(current, services, ports, rich_rules):
-    """What of the wanted services, ports and (normalised) rich rules the current view lacks."""
+def missing_entries(current, services, ports, rich_rules, sources=()):
+    """What of the wanted services, ports, (normalised) rich rules and sources the current view lacks."""
     have_ports = [tuple(port) for port in current["ports"]]
     missing_ports = []
     for port in ports:
@@ -70,6 +74,7 @@ def missing_entries(current, services, ports, rich_rules):
         "services": [service for service in dict.fromkeys(services) if service not in current["services"]],
         "ports": missing_ports,
         "rich_rules": [rule for rule in dict.fromkeys(rich_rules) if rule not in have_rules],
+        "sources": [source for source in dict.fromkeys(sources) if source not in current.get("sources", [])],
     }
 
 
@@ -78,10 +83,41 @@ def readable(section):
         "services": list(section["services"]),
         "ports": [f"{port}/{protocol}" for port, protocol in section["ports"]],
         "rich_rules": list(section["rich_rules"]),
+        "sources": list(section.get("sources", [])),
     }
 
 
-def apply(backend, services, ports, rich_rules, check_mode):
+def ensure_ipsets(backend, ipsets, check_mode):
+    """Create each permanent ipset that is missing or has another type or options, then reload firewalld.
+
+    firewalld creates ipsets only in its permanent configuration: the running firewall knows a new one after a
+    reload, which happens only when an ipset was created (a re-run never reloads). Entries are not managed (a
+    guard adds them at runtime). Returns (names created, diff).
+    """
+    created = []
+    diff = []
+    for ipset in ipsets:
+        want = {"type": ipset["type"], "options": {key: str(value) for key, value in ipset["options"].items()}}
+        have = backend.ipset(ipset["name"])
+        if have == want:
+            continue
+        created.append(ipset["name"])
+        diff.append(
+            {
+                "before_header": f"ipset {ipset['name']} (permanent)",
+                "after_header": f"ipset {ipset['name']} (permanent)",
+                "before": have if have is not None else "absent",
+                "after": want,
+            }
+        )
+        if not check_mode:
+            backend.set_ipset(ipset["name"], want, replace=have is not None)
+    if created and not check_mode:
+        backend.reload()
+    return created, diff
+
+
+def apply(backend, services, ports, rich_rules, check_mode, sources=()):
     """Add what is missing, permanent first; returns (added, diff) with both views."""
     rules = [backend.normalise_rich_rule(rule) for rule in rich_rules]
     # The running firewall keeps rules in its own normalised form as well.
@@ -91,12 +127,12 @@ def apply(backend, services, ports, rich_rules, check_mode):
         label = "permanent" if permanent else "runtime"
         current = backend.current(permanent)
         current = dict(current, rich_rules=[backend.normalise_rich_rule(rule) for rule in current["rich_rules"]])
-        missing = missing_entries(current, services, ports, rules)
+        missing = missing_entries(current, services, ports, rules, sources)
         if any(missing.values()) and not check_mode:
             backend.add(permanent, missing)
         added[label] = readable(missing)
         if any(missing.values()):
-            after = {key: list(current[key]) + list(missing[key]) for key in ("services", "ports", "rich_rules")}
+            after = {key: list(current.get(key, [])) + list(missing[key]) for key in SECTIONS}
             diff.append(
                 {
                     "before_header": f"zone {backend.zone} ({label})",

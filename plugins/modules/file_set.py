@@ -92,6 +92,16 @@ options:
     type: list
     elements: path
     default: []
+  purge:
+    description:
+      - Directories whose content is this task's alone. After the files are written, every file, link or directory
+        below them (at any depth) that is not in O(directories) or O(files) (nor a directory leading to one of them)
+        is removed, like a role's class or prompt that is no longer configured. Reported in RV(removed).
+      - The directories themselves are kept.
+    type: list
+    elements: path
+    default: []
+    version_added: 0.3.0
   owner:
     description: Default owner of files and directories.
     type: str
@@ -142,7 +152,9 @@ changed_directories:
   elements: str
   returned: always
 removed:
-  description: Paths of O(absent) that existed and were removed (or would be in check mode).
+  description:
+    - Paths of O(absent) that existed, and unmanaged paths below O(purge), that were removed (or would be in check
+      mode).
   type: list
   elements: str
   returned: always
@@ -297,6 +309,33 @@ def remove_path(module, path):
     return True
 
 
+def unmanaged_paths(roots, managed):
+    """Paths below roots that are neither managed nor a directory leading to a managed path (sorted)."""
+    keep = set()
+    for path in managed:
+        path = os.path.normpath(path)
+        while path not in keep and path != os.path.dirname(path):
+            keep.add(path)
+            path = os.path.dirname(path)
+    found = []
+    for root in roots:
+        root = os.path.normpath(root)
+        if not os.path.isdir(root) or os.path.islink(root):
+            continue
+        for top, dirs, files in os.walk(root):
+            for name in sorted(files):
+                path = os.path.join(top, name)
+                if path not in keep:
+                    found.append(path)
+            for name in sorted(dirs):
+                path = os.path.join(top, name)
+                if path not in keep or os.path.islink(path):
+                    found.append(path)
+            # Do not descend into what goes (os.walk does not follow links to directories).
+            dirs[:] = [name for name in dirs if os.path.join(top, name) in keep]
+    return sorted(found)
+
+
 def normalise_directory(item, index, module):
     if isinstance(item, str):
         return {"path": item}
@@ -328,6 +367,7 @@ def main():
                 },
             },
             "absent": {"type": "list", "elements": "path", "default": []},
+            "purge": {"type": "list", "elements": "path", "default": []},
             "owner": {"type": "str"},
             "group": {"type": "str"},
             "mode": {"type": "raw"},
@@ -339,8 +379,10 @@ def main():
     changed_directories = []
     changed_files = []
     diffs = []
+    managed = [item["dest"] for item in module.params["files"]]
     for index, raw in enumerate(module.params["directories"]):
         item = normalise_directory(raw, index, module)
+        managed.append(item["path"])
         changed, diff = ensure_directory(module, item, defaults)
         if changed:
             changed_directories.append(item["path"])
@@ -352,7 +394,8 @@ def main():
             changed_files.append(item["dest"])
             diffs.extend(file_diffs)
     removed = []
-    for path in module.params["absent"]:
+    stale = unmanaged_paths(module.params["purge"], managed) if module.params["purge"] else []
+    for path in module.params["absent"] + stale:
         if remove_path(module, path):
             removed.append(path)
             diffs.append({"before": {"path": path, "state": "present"}, "after": {"path": path, "state": "absent"}})

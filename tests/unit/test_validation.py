@@ -440,3 +440,12 @@ def test_recording_errors_name_the_route_and_setting(extra, message, tmp_path):
     out = " ".join((res.stdout + res.stderr).split())
     assert res.returncode != 0, f"bad input was accepted: {extra}"
     assert message in out, out[-2000:]
+
+
+def test_shared_numbers_are_listed_once(tmp_path):
+    """A queue on a conference room's number fails, naming that number once (the list is built in linear time)."""
+    queues = APPS["asterisk_queues"] + [{"number": "701", "name": "dup", "members": ["1000"]}]
+    res = run_validate("asterisk", {**APPS, **RANGES, "asterisk_queues": queues}, tmp_path)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0, "a number shared by a queue and a room was accepted"
+    assert "share numbers: 701" in out and "share numbers: 701 701" not in out, out[-2000:]

@@ -6,7 +6,12 @@ import hashlib
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.voiceops.webrtc_pbx.plugins.filter.agents import FilterModule, agent_ranges, derive_password
+from ansible_collections.voiceops.webrtc_pbx.plugins.filter.agents import (
+    FilterModule,
+    agent_extensions,
+    agent_ranges,
+    derive_password,
+)
 
 
 def test_password_is_sha256_of_secret_and_extension():
@@ -66,3 +71,31 @@ def test_bad_ranges_name_the_variable(ranges, message):
 
 def test_registered_as_a_filter():
     assert FilterModule().filters()["agent_ranges"] is agent_ranges
+
+
+def test_agent_extensions_lists_agents_then_ranges_as_strings():
+    agents = [{"extension": 1000, "password": "x"}, {"extension": "1001"}, {"name": "no extension"}]
+    ranges = [{"first": 20000, "count": 3}]
+    assert agent_extensions(agents, ranges) == ["1000", "1001", "20000", "20001", "20002"]
+    assert agent_extensions(agents) == ["1000", "1001"]
+    assert agent_extensions(None, None) == []
+    assert FilterModule().filters()["agent_extensions"] is agent_extensions
+
+
+def test_agent_extensions_same_as_the_jinja_chain_for_thousands():
+    agents = [{"extension": str(1000 + i)} for i in range(50)]
+    ranges = [{"first": 20000, "count": 5000}, {"first": 30000, "count": 40, "name_prefix": "PCMU"}]
+    chain = [str(agent["extension"]) for agent in agents + agent_ranges(ranges, "secret")]
+    assert agent_extensions(agents, ranges) == chain
+
+
+@pytest.mark.parametrize(
+    ("agents", "ranges", "message"),
+    [
+        ({"extension": "1000"}, [], "asterisk_agents must be a list"),
+        ([], [{"first": "0100", "count": 1}], "asterisk_agent_ranges[0].first"),
+    ],
+)
+def test_agent_extensions_bad_input_names_the_variable(agents, ranges, message):
+    with pytest.raises(AnsibleFilterError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        agent_extensions(agents, ranges)

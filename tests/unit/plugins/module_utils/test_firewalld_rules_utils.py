@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.voiceops.webrtc_pbx.plugins.module_utils.firewalld_rules import (
     FirewalldRulesError,
     apply,
+    ensure_ipsets,
     missing_entries,
     parse_ports,
 )
@@ -18,11 +19,16 @@ RULE = 'rule family="ipv4" source address="192.0.2.10" port port="5060" protocol
 RULE_SPACED = '  rule  family="ipv4"   source address="192.0.2.10" port port="5060"  protocol="udp" accept '
 OTHER_RULE = 'rule family="ipv4" source address="192.0.2.11" port port="5060" protocol="udp" accept'
 
-NOTHING = {"services": [], "ports": [], "rich_rules": []}
+NOTHING = {"services": [], "ports": [], "rich_rules": [], "sources": []}
 
 
-def view(services=(), ports=(), rich_rules=()):
-    return {"services": list(services), "ports": [tuple(port) for port in ports], "rich_rules": list(rich_rules)}
+def view(services=(), ports=(), rich_rules=(), sources=()):
+    return {
+        "services": list(services),
+        "ports": [tuple(port) for port in ports],
+        "rich_rules": list(rich_rules),
+        "sources": list(sources),
+    }
 
 
 class FakeBackend:
@@ -49,7 +55,7 @@ class FakeBackend:
     def add(self, permanent, missing):
         self.calls.append((permanent, copy.deepcopy(missing)))
         target = self._view(permanent)
-        for key in ("services", "ports", "rich_rules"):
+        for key in ("services", "ports", "rich_rules", "sources"):
             target[key].extend(missing[key])
 
 
@@ -143,9 +149,19 @@ def test_missing_entries_port_inside_a_wanted_range_is_added_once():
 def test_apply_adds_everything_to_both_views_permanent_first():
     backend = FakeBackend()
     added, _ = apply(backend, ["http", "https"], [("5060", "udp"), ("10000-20000", "udp")], [RULE], False)
-    expected = {"services": ["http", "https"], "ports": [("5060", "udp"), ("10000-20000", "udp")], "rich_rules": [RULE]}
+    expected = {
+        "services": ["http", "https"],
+        "ports": [("5060", "udp"), ("10000-20000", "udp")],
+        "rich_rules": [RULE],
+        "sources": [],
+    }
     assert backend.calls == [(True, expected), (False, expected)]
-    readable = {"services": ["http", "https"], "ports": ["5060/udp", "10000-20000/udp"], "rich_rules": [RULE]}
+    readable = {
+        "services": ["http", "https"],
+        "ports": ["5060/udp", "10000-20000/udp"],
+        "rich_rules": [RULE],
+        "sources": [],
+    }
     assert added == {"permanent": readable, "runtime": readable}
     assert backend.permanent == backend.runtime == expected
 
@@ -156,8 +172,11 @@ def test_apply_port_missing_only_at_runtime_is_added_only_at_runtime():
         runtime=view(services=["http"], ports=[("8089", "tcp")]),
     )
     added, diff = apply(backend, ["http"], [("5060", "udp"), ("8089", "tcp")], [], False)
-    assert backend.calls == [(False, {"services": [], "ports": [("5060", "udp")], "rich_rules": []})]
-    assert added == {"permanent": NOTHING, "runtime": {"services": [], "ports": ["5060/udp"], "rich_rules": []}}
+    assert backend.calls == [(False, {"services": [], "ports": [("5060", "udp")], "rich_rules": [], "sources": []})]
+    assert added == {
+        "permanent": NOTHING,
+        "runtime": {"services": [], "ports": ["5060/udp"], "rich_rules": [], "sources": []},
+    }
     assert backend.runtime["ports"] == [("8089", "tcp"), ("5060", "udp")]
     assert [entry["before_header"] for entry in diff] == ["zone public (runtime)"]
 
@@ -165,7 +184,7 @@ def test_apply_port_missing_only_at_runtime_is_added_only_at_runtime():
 def test_apply_service_missing_only_permanently_is_added_only_permanently():
     backend = FakeBackend(permanent=view(services=["http"]), runtime=view(services=["http", "https"]))
     added, diff = apply(backend, ["http", "https"], [], [], False)
-    assert backend.calls == [(True, {"services": ["https"], "ports": [], "rich_rules": []})]
+    assert backend.calls == [(True, {"services": ["https"], "ports": [], "rich_rules": [], "sources": []})]
     assert added["permanent"]["services"] == ["https"]
     assert added["runtime"] == NOTHING
     assert [entry["after_header"] for entry in diff] == ["zone public (permanent)"]
@@ -178,11 +197,11 @@ def test_apply_each_view_gets_its_own_missing_entries():
     )
     added, _ = apply(backend, ["http", "https"], [("5060", "udp")], [RULE], False)
     assert backend.calls == [
-        (True, {"services": ["http"], "ports": [("5060", "udp")], "rich_rules": []}),
-        (False, {"services": ["https"], "ports": [], "rich_rules": [RULE]}),
+        (True, {"services": ["http"], "ports": [("5060", "udp")], "rich_rules": [], "sources": []}),
+        (False, {"services": ["https"], "ports": [], "rich_rules": [RULE], "sources": []}),
     ]
-    assert added["permanent"] == {"services": ["http"], "ports": ["5060/udp"], "rich_rules": []}
-    assert added["runtime"] == {"services": ["https"], "ports": [], "rich_rules": [RULE]}
+    assert added["permanent"] == {"services": ["http"], "ports": ["5060/udp"], "rich_rules": [], "sources": []}
+    assert added["runtime"] == {"services": ["https"], "ports": [], "rich_rules": [RULE], "sources": []}
 
 
 def test_apply_check_mode_adds_nothing_but_reports():
@@ -192,8 +211,8 @@ def test_apply_check_mode_adds_nothing_but_reports():
     assert backend.calls == []
     assert (backend.permanent, backend.runtime) == before
     assert added == {
-        "permanent": {"services": ["http"], "ports": ["5060/udp"], "rich_rules": [RULE]},
-        "runtime": {"services": [], "ports": ["5060/udp"], "rich_rules": [RULE]},
+        "permanent": {"services": ["http"], "ports": ["5060/udp"], "rich_rules": [RULE], "sources": []},
+        "runtime": {"services": [], "ports": ["5060/udp"], "rich_rules": [RULE], "sources": []},
     }
     assert [entry["before_header"] for entry in diff] == ["zone public (permanent)", "zone public (runtime)"]
 
@@ -215,8 +234,8 @@ def test_apply_adds_rich_rules_in_normalised_form():
     backend = FakeBackend(permanent=view(rich_rules=[RULE]))
     added, _ = apply(backend, [], [], [RULE_SPACED, OTHER_RULE], False)
     assert backend.calls == [
-        (True, {"services": [], "ports": [], "rich_rules": [OTHER_RULE]}),
-        (False, {"services": [], "ports": [], "rich_rules": [RULE, OTHER_RULE]}),
+        (True, {"services": [], "ports": [], "rich_rules": [OTHER_RULE], "sources": []}),
+        (False, {"services": [], "ports": [], "rich_rules": [RULE, OTHER_RULE], "sources": []}),
     ]
     assert added["runtime"]["rich_rules"] == [RULE, OTHER_RULE]
 
@@ -230,7 +249,7 @@ def test_apply_duplicates_in_input_are_added_once():
         [RULE, RULE_SPACED, RULE],
         False,
     )
-    once = {"services": ["http", "https"], "ports": [("5060", "udp")], "rich_rules": [RULE]}
+    once = {"services": ["http", "https"], "ports": [("5060", "udp")], "rich_rules": [RULE], "sources": []}
     assert backend.calls == [(True, once), (False, once)]
     assert (
         added["permanent"]
@@ -239,6 +258,7 @@ def test_apply_duplicates_in_input_are_added_once():
             "services": ["http", "https"],
             "ports": ["5060/udp"],
             "rich_rules": [RULE],
+            "sources": [],
         }
     )
 
@@ -262,8 +282,8 @@ def test_apply_diff_has_before_and_after_of_changed_views_only():
         runtime=view(services=["http"], ports=[("5060", "udp")], rich_rules=[RULE_SPACED]),
     )
     added, diff = apply(backend, ["http", "https"], [("5060", "udp"), ("8089", "tcp")], [RULE], False)
-    before = {"services": ["http"], "ports": ["5060/udp"], "rich_rules": [RULE]}
-    after = {"services": ["http", "https"], "ports": ["5060/udp", "8089/tcp"], "rich_rules": [RULE]}
+    before = {"services": ["http"], "ports": ["5060/udp"], "rich_rules": [RULE], "sources": []}
+    after = {"services": ["http", "https"], "ports": ["5060/udp", "8089/tcp"], "rich_rules": [RULE], "sources": []}
     assert diff == [
         {
             "before_header": "zone trusted (permanent)",
@@ -319,3 +339,66 @@ def test_apply_invalid_rich_rule_fails_before_any_add():
     with pytest.raises(FirewalldRulesError, match="invalid rich rule 'rule nonsense'"):
         apply(backend, ["http"], [("5060", "udp")], [RULE, "rule nonsense"], False)
     assert backend.calls == []
+
+
+# sources and ipsets
+
+
+def test_apply_adds_missing_sources_to_both_views_once():
+    backend = FakeBackend(zone="drop", permanent=view(sources=["ipset:banned"]))
+    added, diff = apply(backend, [], [], [], False, sources=["ipset:banned", "192.0.2.0/24", "192.0.2.0/24"])
+    assert added["permanent"]["sources"] == ["192.0.2.0/24"]
+    assert added["runtime"]["sources"] == ["ipset:banned", "192.0.2.0/24"]
+    assert backend.permanent["sources"] == backend.runtime["sources"] == ["ipset:banned", "192.0.2.0/24"]
+    assert diff[1]["after"]["sources"] == ["ipset:banned", "192.0.2.0/24"]
+    assert apply(backend, [], [], [], False, sources=["ipset:banned"])[1] == []
+
+
+class IpsetBackend:
+    def __init__(self, ipsets):
+        self.ipsets = copy.deepcopy(ipsets)
+        self.calls = []
+
+    def ipset(self, name):
+        return copy.deepcopy(self.ipsets.get(name))
+
+    def set_ipset(self, name, settings, replace):
+        self.calls.append(("set", name, replace))
+        self.ipsets[name] = copy.deepcopy(settings)
+
+    def reload(self):
+        self.calls.append(("reload",))
+
+
+BANNED = {"name": "banned", "type": "hash:ip", "options": {}}
+
+
+def test_ensure_ipsets_creates_a_missing_ipset_then_reloads_once():
+    backend = IpsetBackend({})
+    created, diff = ensure_ipsets(backend, [BANNED, dict(BANNED, name="other")], False)
+    assert created == ["banned", "other"]
+    assert backend.calls == [("set", "banned", False), ("set", "other", False), ("reload",)]
+    assert diff[0]["before"] == "absent" and diff[0]["after"] == {"type": "hash:ip", "options": {}}
+
+
+def test_ensure_ipsets_replaces_one_with_other_options_and_keeps_a_matching_one():
+    backend = IpsetBackend(
+        {"banned": {"type": "hash:ip", "options": {"timeout": "3600"}}, "ok": {"type": "hash:ip", "options": {}}}
+    )
+    created, _ = ensure_ipsets(backend, [BANNED, dict(BANNED, name="ok")], False)
+    assert created == ["banned"]
+    assert backend.calls == [("set", "banned", True), ("reload",)]
+    assert backend.ipsets["banned"] == {"type": "hash:ip", "options": {}}
+
+
+def test_ensure_ipsets_in_place_never_reloads():
+    backend = IpsetBackend({"banned": {"type": "hash:ip", "options": {"family": "inet"}}})
+    created, diff = ensure_ipsets(backend, [dict(BANNED, options={"family": "inet"})], False)
+    assert (created, diff, backend.calls) == ([], [], [])
+
+
+def test_ensure_ipsets_check_mode_reports_and_changes_nothing():
+    backend = IpsetBackend({"banned": {"type": "hash:net", "options": {}}})
+    created, diff = ensure_ipsets(backend, [BANNED], True)
+    assert created == ["banned"] and len(diff) == 1
+    assert backend.calls == [] and backend.ipsets["banned"]["type"] == "hash:net"

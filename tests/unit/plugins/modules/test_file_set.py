@@ -368,3 +368,44 @@ def test_absent_removes_files_and_trees_and_reports_them(tmp_path):
     assert not stale.exists() and not tree.exists()
     failed, result = run(absent=[str(stale), str(tree), str(gone)])
     assert result["changed"] is False and result["removed"] == []
+
+
+def test_purge_removes_what_is_no_longer_managed_below_the_directories(tmp_path):
+    moh = tmp_path / "moh"
+    kept_class = moh / "default"
+    kept_class.mkdir(parents=True)
+    (kept_class / "hold.wav").write_bytes(b"RIFF-kept")
+    (kept_class / "old.wav").write_bytes(b"RIFF-old")
+    (moh / "gone-class" / "sub").mkdir(parents=True)
+    (moh / "gone-class" / "sub" / "a.wav").write_bytes(b"RIFF")
+    (moh / ".hidden").write_text("x")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not below a purged directory\n")
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("a link's target survives\n")
+    (moh / "link").symlink_to(target)
+    args = {
+        "purge": [str(moh)],
+        "directories": [str(moh), str(kept_class), str(moh / "new-class")],
+        "files": [{"dest": str(kept_class / "hold.wav"), "content_b64": "UklGRi1rZXB0"}],
+    }
+    expected = sorted(str(p) for p in (moh / ".hidden", moh / "gone-class", moh / "link", kept_class / "old.wav"))
+    failed, result = run(check_mode=True, **args)
+    assert not failed, result
+    assert result["changed"] is True and result["removed"] == expected
+    assert (kept_class / "old.wav").exists() and (moh / "gone-class").exists()
+    failed, result = run(**args)
+    assert not failed, result
+    assert result["removed"] == expected
+    assert sorted(p.name for p in moh.iterdir()) == ["default", "new-class"]
+    assert [p.name for p in kept_class.iterdir()] == ["hold.wav"]
+    assert outside.exists() and (target / "keep.txt").exists()
+    failed, result = run(**args)
+    assert result["changed"] is False and result["removed"] == []
+
+
+def test_purge_of_a_missing_directory_changes_nothing(tmp_path):
+    failed, result = run(purge=[str(tmp_path / "nowhere")])
+    assert not failed, result
+    assert result["changed"] is False and result["removed"] == []

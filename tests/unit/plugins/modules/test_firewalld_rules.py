@@ -13,14 +13,16 @@ from ansible_collections.voiceops.webrtc_pbx.plugins.modules import firewalld_ru
 from ansible_collections.voiceops.webrtc_pbx.tests.unit.helpers.module_runner import run_module
 
 RULE = 'rule family="ipv4" source address="192.0.2.10" port port="5060" protocol="udp" accept'
-NOTHING = {"services": [], "ports": [], "rich_rules": []}
+NOTHING = {"services": [], "ports": [], "rich_rules": [], "sources": []}
 
 
 class FakeBackend:
     """Stands in for FirewalldBackend: same methods, a ``zone``, both views in memory."""
 
-    def __init__(self, zone, permanent=None, runtime=None):
+    def __init__(self, zone, permanent=None, runtime=None, ipsets=None):
         self.zone = zone
+        self.ipsets = copy.deepcopy(ipsets or {})
+        self.reloads = 0
         self.views = {True: dict(copy.deepcopy(NOTHING), **copy.deepcopy(permanent or {}))}
         self.views[False] = dict(copy.deepcopy(NOTHING), **copy.deepcopy(runtime or {}))
         self.calls = []
@@ -32,6 +34,16 @@ class FakeBackend:
 
     def current(self, permanent):
         return copy.deepcopy(self.views[permanent])
+
+    def ipset(self, name):
+        return copy.deepcopy(self.ipsets.get(name))
+
+    def set_ipset(self, name, settings, replace):
+        assert replace == (name in self.ipsets)
+        self.ipsets[name] = copy.deepcopy(settings)
+
+    def reload(self):
+        self.reloads += 1
 
     def add(self, permanent, missing):
         self.calls.append((permanent, copy.deepcopy(missing)))
@@ -70,7 +82,7 @@ ARGS = {
     "ports": ["8089/tcp", "10000-20000/udp"],
     "rich_rules": [RULE],
 }
-ALL = {"services": ["http", "https"], "ports": ["8089/tcp", "10000-20000/udp"], "rich_rules": [RULE]}
+ALL = {"services": ["http", "https"], "ports": ["8089/tcp", "10000-20000/udp"], "rich_rules": [RULE], "sources": []}
 
 
 def test_adds_missing_entries(backends):
@@ -81,7 +93,12 @@ def test_adds_missing_entries(backends):
     assert "diff" not in result
     [backend] = backends.made
     assert backend.zone == "public"
-    wanted = {"services": ["http", "https"], "ports": [("8089", "tcp"), ("10000-20000", "udp")], "rich_rules": [RULE]}
+    wanted = {
+        "services": ["http", "https"],
+        "ports": [("8089", "tcp"), ("10000-20000", "udp")],
+        "rich_rules": [RULE],
+        "sources": [],
+    }
     assert backend.calls == [(True, wanted), (False, wanted)]
 
 
@@ -95,13 +112,20 @@ def test_only_the_runtime_view_changes(backends):
     assert result["changed"] is True
     assert result["added"] == {
         "permanent": NOTHING,
-        "runtime": {"services": [], "ports": ["10000-20000/udp"], "rich_rules": []},
+        "runtime": {"services": [], "ports": ["10000-20000/udp"], "rich_rules": [], "sources": []},
     }
-    assert backends.made[0].calls == [(False, {"services": [], "ports": [("10000-20000", "udp")], "rich_rules": []})]
+    assert backends.made[0].calls == [
+        (False, {"services": [], "ports": [("10000-20000", "udp")], "rich_rules": [], "sources": []})
+    ]
 
 
 def test_nothing_to_do_is_unchanged(backends):
-    state = {"services": ["http", "https"], "ports": [("8089", "tcp"), ("10000-20000", "udp")], "rich_rules": [RULE]}
+    state = {
+        "services": ["http", "https"],
+        "ports": [("8089", "tcp"), ("10000-20000", "udp")],
+        "rich_rules": [RULE],
+        "sources": [],
+    }
     backends.state = {"permanent": state, "runtime": state}
     failed, result = run(diff=True, **ARGS)
     assert not failed, result
@@ -114,7 +138,7 @@ def test_nothing_to_do_is_unchanged(backends):
 def test_only_zone_given_is_unchanged(backends):
     failed, result = run(zone="public")
     assert not failed, result
-    assert result == {"changed": False, "added": {"permanent": NOTHING, "runtime": NOTHING}}
+    assert result == {"changed": False, "added": {"permanent": NOTHING, "runtime": NOTHING}, "ipsets_created": []}
     assert backends.made[0].calls == []
 
 
@@ -139,8 +163,8 @@ def test_diff_only_in_diff_mode(backends):
         {
             "before_header": "zone dmz (permanent)",
             "after_header": "zone dmz (permanent)",
-            "before": {"services": ["http"], "ports": [], "rich_rules": []},
-            "after": {"services": ["http", "https"], "ports": [], "rich_rules": []},
+            "before": {"services": ["http"], "ports": [], "rich_rules": [], "sources": []},
+            "after": {"services": ["http", "https"], "ports": [], "rich_rules": [], "sources": []},
         }
     ]
 
@@ -204,3 +228,23 @@ def test_zone_is_required(backends):
     assert failed
     assert "zone" in result["msg"]
     assert backends.made == []
+
+
+def test_creates_the_ipset_reloads_and_binds_it_as_a_source(backends):
+    args = {"zone": "drop", "ipsets": [{"name": "banned"}], "sources": ["ipset:banned"]}
+    failed, result = run(diff=True, **args)
+    assert not failed, result
+    assert result["changed"] is True and result["ipsets_created"] == ["banned"]
+    backend = backends.made[0]
+    assert backend.ipsets == {"banned": {"type": "hash:ip", "options": {}}} and backend.reloads == 1
+    assert backend.views[True]["sources"] == backend.views[False]["sources"] == ["ipset:banned"]
+    assert result["diff"][0]["before"] == "absent"
+    backends.state = {
+        "ipsets": backend.ipsets,
+        "permanent": {"sources": ["ipset:banned"]},
+        "runtime": {"sources": ["ipset:banned"]},
+    }
+    failed, result = run(**args)
+    assert not failed, result
+    assert result["changed"] is False and result["ipsets_created"] == []
+    assert backends.made[1].reloads == 0
