@@ -150,6 +150,8 @@ HOST_PACKAGES = [
 
 def missing_host_packages() -> list[str]:
     wanted = HOST_PACKAGES + ([] if shutil.which("node") else ["nodejs", "npm"])
+    if not shutil.which("dpkg-query"):
+        raise LabError("no dpkg-query: the lab and the tests run on Debian 12 or 13.")
     res = subprocess.run(
         ["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package}\n", *wanted],
         capture_output=True, text=True, check=False,
