@@ -79,8 +79,11 @@ build: venv softphone
 EL9_IMAGE ?= voiceops/el9-systemd:latest
 
 molecule: venv softphone collection-link images secrets
-	docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1 || true
-	$(BIN)/molecule test -s default; rc=$$?; docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1; exit $$rc
+	rm -f .lab/verify-failures.txt; docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1 || true
+	$(BIN)/molecule test -s default; rc=$$?; docker volume rm -f webrtc-molecule-docker >/dev/null 2>&1; \
+	  if [ $$rc -ne 0 ] && [ -s .lab/verify-failures.txt ]; then \
+	    echo "== verify tests that failed (.lab/verify-failures.txt):"; tail -n 12 .lab/verify-failures.txt; fi; \
+	  exit $$rc
 	@if docker image inspect $(EL9_IMAGE) >/dev/null 2>&1; then \
 	  MOLECULE_EL9_IMAGE=$(EL9_IMAGE) $(BIN)/molecule test -s el9; \
 	else \

@@ -28,6 +28,28 @@ PRESENT_DB = 20.0  # tone this far above the median spectrum level counts as hea
 ABSENT_DB = 10.0
 
 
+FAILURES = LAB / "verify-failures.txt"
+
+
+def pytest_sessionstart(session):
+    FAILURES.unlink(missing_ok=True)
+
+
+def pytest_runtest_logreport(report):
+    """Append each failed test and its one-line reason to .lab/verify-failures.txt.
+
+    `make molecule` prints that file after molecule's own recap, so the
+    failing test is on the last lines of a CI log that shows only its tail.
+    """
+    if not report.failed:
+        return
+    crash = getattr(report.longrepr, "reprcrash", None)
+    reason = (crash.message if crash else str(report.longrepr)).strip().splitlines() or ["?"]
+    LAB.mkdir(exist_ok=True)
+    with FAILURES.open("a") as f:
+        f.write(f"{report.nodeid.split('/')[-1]} ({report.when}): {reason[0][:300]}\n")
+
+
 def _container() -> str:
     return os.environ.get("LAB_HOST_CONTAINER", "webrtc-lab-host")
 
