@@ -26,6 +26,11 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TONES = {"1000": 700.0, "1001": 1300.0, "1002": 1900.0}
 PRESENT_DB = 20.0  # tone this far above the median spectrum level counts as heard
 ABSENT_DB = 10.0
+# With another loud tone in the same audio, Opus puts artefacts up to ~30 dB above
+# the median around it (a tone really heard measures 70-100 dB): there a tone
+# counts as gone below MIX_ABSENT_DB and as heard above MIX_PRESENT_DB.
+MIX_ABSENT_DB = 40.0
+MIX_PRESENT_DB = 50.0
 
 
 FAILURES = LAB / "verify-failures.txt"
@@ -173,6 +178,27 @@ class Phone:
 
     def wait_call(self, state: str, timeout: float = 20000) -> None:
         self.page.wait_for_function("(s) => window.softphone.state().call === s", arg=state, timeout=timeout)
+
+    def wait_media(self, timeout: float = 10000) -> None:
+        """Until the call's media path is up: ICE/DTLS connected and the audio sender can insert DTMF.
+
+        "in-call" means the 200 OK arrived; Chromium refuses RFC 2833 digits
+        (canInsertDTMF false) until the transport has been writable.
+        """
+        self.page.wait_for_function(
+            """() => {
+              const pc = window.softphone.peerConnection();
+              if (!pc || pc.connectionState !== 'connected') return false;
+              const s = pc.getSenders().find((x) => x.track && x.track.kind === 'audio');
+              return Boolean(s && s.dtmf && s.dtmf.canInsertDTMF);
+            }""",
+            timeout=timeout,
+        )
+
+    def dtmf(self, digits: str) -> None:
+        """Send digits (RFC 2833) once the media path is up."""
+        self.wait_media()
+        self.js("(d) => window.softphone.sendDTMF(d)", digits)
 
     def js(self, expr: str, arg=None):
         return self.page.evaluate(expr, arg)
@@ -406,6 +432,23 @@ def host_file(lab, path: str) -> bytes:
     res = subprocess.run(["docker", "exec", lab["container"], "cat", path], capture_output=True, timeout=30)
     assert res.returncode == 0, f"{path}: {res.stderr.decode(errors='replace')}"
     return res.stdout
+
+
+def finished_wav(lab, path: str, timeout: float = 10.0) -> bytes:
+    """A WAV file's bytes once its writer has closed it.
+
+    Asterisk's format_wav writes the RIFF and data sizes only when the file is
+    closed (MixMonitor after the channel or the toggle stops): until then the
+    header says 0 frames.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        data = host_file(lab, path)
+        riff = struct.unpack("<I", data[4:8])[0] if len(data) >= 44 else -1
+        if riff == len(data) - 8 or time.monotonic() > end:
+            assert riff == len(data) - 8, f"{path}: still being written after {timeout:.0f} s ({len(data)} bytes)"
+            return data
+        time.sleep(0.5)
 
 
 def wav_levels(data: bytes, freqs: list[float]) -> dict[float, float]:

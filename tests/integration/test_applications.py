@@ -15,12 +15,14 @@ from io import BytesIO
 
 import pytest
 from conftest import (
+    MIX_ABSENT_DB,
+    MIX_PRESENT_DB,
     PRESENT_DB,
     TONES,
     VM_SPOOL,
     clear_mailbox,
     connect,
-    host_file,
+    finished_wav,
     lab_exec,
     leave_voicemail,
     wait_tone,
@@ -62,7 +64,7 @@ def test_unanswered_call_goes_to_voicemail_with_mwi_and_playback(phones, lab):
     deadline = time.monotonic() + 10
     while "msg0000.wav" not in lab_exec(lab, "ls", f"{box}/INBOX") and time.monotonic() < deadline:
         time.sleep(0.5)
-    levels = wav_levels(host_file(lab, f"{box}/INBOX/msg0000.wav"), [TONES["1000"]])
+    levels = wav_levels(finished_wav(lab, f"{box}/INBOX/msg0000.wav"), [TONES["1000"]])
     assert levels[TONES["1000"]] > 20, levels
     meta = lab_exec(lab, "cat", f"{box}/INBOX/msg0000.txt")
     assert re.search(r"callerid=.*1000", meta), meta
@@ -74,9 +76,9 @@ def test_unanswered_call_goes_to_voicemail_with_mwi_and_playback(phones, lab):
     b.js("(t) => window.softphone.call(t)", "601")
     b.wait_call("in-call")
     time.sleep(2)
-    b.js("(d) => window.softphone.sendDTMF(d)", pins["1001"] + "#")
+    b.dtmf(pins["1001"] + "#")
     time.sleep(1.2 * len(pins["1001"]) + 4)  # the browser sends about one digit a second
-    b.js("(d) => window.softphone.sendDTMF(d)", "1")
+    b.dtmf("1")
     wait_tone(b, TONES["1000"], timeout=30)
     hangup_all(b)
 
@@ -98,7 +100,7 @@ def test_voicemail_rejects_a_wrong_pin(phones, lab):
     wrong = "9" * len(lab["voicemail_pins"]["1001"])
     if wrong == lab["voicemail_pins"]["1001"]:
         wrong = "8" * len(wrong)
-    b.js("(d) => window.softphone.sendDTMF(d)", wrong + "#")
+    b.dtmf(wrong + "#")
     time.sleep(1.2 * len(wrong) + 4)
     log = lab_exec(lab, "sh", "-c", f"grep -F '<{channel}>' /var/log/voiceops/asterisk/messages.log")
     hangup_all(b)
@@ -116,7 +118,7 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
         p.js("(t) => window.softphone.call(t)", "700")
         p.wait_call("in-call")
         time.sleep(2)
-        p.js("(d) => window.softphone.sendDTMF(d)", entry)
+        p.dtmf(entry)
     deadline = time.monotonic() + 20
     while "3" not in asterisk(lab, "confbridge list").split() and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -129,13 +131,13 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
                 wait_tone(p, TONES[other.user], timeout=20)
     # The admin mutes the participants: their tones disappear for everyone,
     # while the admin is still heard.
-    admin.js("(d) => window.softphone.sendDTMF(d)", "*4")
+    admin.dtmf("*4")
     wait_tone(p1, TONES["1002"], present=False, timeout=10)
     wait_tone(p2, TONES["1001"], present=False, timeout=10)
     wait_tone(admin, TONES["1001"], present=False, timeout=10)
     wait_tone(p1, TONES["1000"], timeout=10)
     # And unmutes them.
-    admin.js("(d) => window.softphone.sendDTMF(d)", "*4")
+    admin.dtmf("*4")
     wait_tone(p1, TONES["1002"], timeout=10)
     # The admin mutes one chosen participant from the softphone's participant
     # list (voicemail portal -> AMI ConfbridgeMute): 1001's tone disappears for
@@ -158,10 +160,8 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
     )
     assert "admin" in refused, refused
     admin.js("(id) => window.softphone.conferenceMute(id, true)", target["id"])
-    # Another loud tone is still mixed in, and Opus puts artefacts up to ~30 dB
-    # above the median around it: "gone" is below 40 dB, "heard" above 50 dB
-    # (a heard tone measures 70-100 dB).
-    strict = {"present_db": 50.0, "absent_db": 40.0, "timeout": 10}
+    # Another loud tone is still mixed in: the thresholds for a mix.
+    strict = {"present_db": MIX_PRESENT_DB, "absent_db": MIX_ABSENT_DB, "timeout": 10}
     wait_tone(p2, TONES["1001"], present=False, **strict)
     wait_tone(admin, TONES["1001"], present=False, **strict)
     wait_tone(p2, TONES["1000"], **strict)
@@ -186,7 +186,7 @@ def test_conference_refuses_a_wrong_pin(phones, lab):
     a.wait_call("in-call")
     for _ in range(3):
         time.sleep(2)
-        a.js("(d) => window.softphone.sendDTMF(d)", "12340#")
+        a.dtmf("12340#")
         time.sleep(2)
     # Three wrong PINs (a room without participant PIN accepts only #) hang up.
     a.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=20000)
@@ -202,7 +202,7 @@ def test_conference_room_recording_holds_every_participant(phones, lab):
         p.js("(t) => window.softphone.call(t)", "701")  # lab room 701: record: true
         p.wait_call("in-call")
         time.sleep(2)
-        p.js("(d) => window.softphone.sendDTMF(d)", "#")
+        p.dtmf("#")
     wait_tone(a, TONES["1001"], timeout=20)
     wait_tone(b, TONES["1000"], timeout=20)
     time.sleep(5)
@@ -212,7 +212,7 @@ def test_conference_room_recording_holds_every_participant(phones, lab):
     names = [n for n in listing.split() if (m := re.fullmatch(r"701-(\d+)\.wav", n)) and int(m[1]) >= start - 5]
     assert names, f"no recording of room 701 (701-<epoch>.wav) in {SPOOL}/monitor/conference: {listing}"
     levels = wav_levels(
-        host_file(lab, f"{SPOOL}/monitor/conference/{sorted(names)[-1]}"), [TONES["1000"], TONES["1001"]]
+        finished_wav(lab, f"{SPOOL}/monitor/conference/{sorted(names)[-1]}"), [TONES["1000"], TONES["1001"]]
     )
     assert all(v > 20 for v in levels.values()), levels
 
@@ -263,16 +263,16 @@ def test_record_toggle_writes_a_wav_with_both_parties(phones, lab):
     connect(a, b)
     wait_tone(b, TONES["1000"])
     wait_tone(a, TONES["1001"])
-    a.js("(d) => window.softphone.sendDTMF(d)", "*3")  # asterisk_feature_codes.record_toggle: start
+    a.dtmf("*3")  # asterisk_feature_codes.record_toggle: start
     time.sleep(8)
-    a.js("(d) => window.softphone.sendDTMF(d)", "*3")  # stop
+    a.dtmf("*3")  # stop
     time.sleep(1)
     hangup_all(a)
     day = time.strftime("%Y/%m/%d", time.gmtime(start))
     listing = lab_exec(lab, "sh", "-c", f"ls {SPOOL}/monitor/{day}/ 2>/dev/null")
     names = [n for n in listing.split() if re.fullmatch(r"\d{8}-\d{6}_1000_1001_[0-9.]+\.wav", n)]
     assert names, f"no recording named <date-time>_1000_1001_<call id>.wav in {SPOOL}/monitor/{day}: {listing}"
-    data = host_file(lab, f"{SPOOL}/monitor/{day}/{sorted(names)[-1]}")
+    data = finished_wav(lab, f"{SPOOL}/monitor/{day}/{sorted(names)[-1]}")
     levels = wav_levels(data, [TONES["1000"], TONES["1001"]])
     assert all(v > 20 for v in levels.values()), levels
     with wave.open(BytesIO(data)) as w:
@@ -304,7 +304,7 @@ def test_ivr_digit_reaches_the_configured_agent(phones, lab):
     a.js("(t) => window.softphone.call(t)", "500")
     a.wait_call("in-call")
     time.sleep(2)  # into the spoken prompt
-    a.js("(d) => window.softphone.sendDTMF(d)", "1")  # option 1: agent 1001
+    a.dtmf("1")  # option 1: agent 1001
     b.wait_call("incoming")
     b.js("() => window.softphone.answer()")
     b.wait_call("in-call")
@@ -334,9 +334,9 @@ def test_ivr_invalid_choices_end_the_call(phones, lab):
     a.js("(t) => window.softphone.call(t)", "500")
     a.wait_call("in-call")
     time.sleep(2)
-    a.js("(d) => window.softphone.sendDTMF(d)", "7")  # no option 7: "invalid", prompt again
+    a.dtmf("7")  # no option 7: "invalid", prompt again
     time.sleep(6)  # after "invalid" (not interruptible), into the repeated prompt
-    a.js("(d) => window.softphone.sendDTMF(d)", "7")  # second attempt used up: on_invalid hangup
+    a.dtmf("7")  # second attempt used up: on_invalid hangup
     a.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=30000)
     log = lab_exec(lab, "sh", "-c", "tail -n 300 /var/log/voiceops/asterisk/messages.log")
     assert "IVR main: 1000 made no valid choice" in log, log[-1500:]

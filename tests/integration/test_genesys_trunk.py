@@ -85,11 +85,30 @@ def sim(lab, inventory, tmp_path):
                     simulator.start(role, _network(lab), ip, lab["ip"])
             simulator.set_mode(role, "echo")
 
+    def ready() -> None:
+        """Both directions in service: our qualify sees both SIP Servers, and both see the PBX.
+
+        An earlier test may have recreated Asterisk or stopped a simulator just
+        now; each side's OPTIONS poll takes some seconds to notice the other.
+        """
+        out = run_module(
+            inventory,
+            "pjsip_endpoint_info",
+            ami_args(endpoints=["genesys", "genesys-backup"], wait_for="reachable", wait_timeout=60),
+            tmp_path,
+        )
+        assert not out.get("failed"), out.get("msg")
+        end = time.monotonic() + 30
+        while not all((st := simulator.status(role))["in_service"] for role in SIM_IP):
+            if time.monotonic() > end:
+                pytest.fail(f"a SIP Server simulator does not see the PBX in service after 30 s: {st}")
+            time.sleep(1)
+
     ensure()
+    ready()
     yield simulator
     ensure()
-    for endpoint in ("genesys", "genesys-backup"):
-        _wait_trunk(inventory, tmp_path, endpoint, "Reachable")
+    ready()
 
 
 def _dial(phone, number: str) -> None:

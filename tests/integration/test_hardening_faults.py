@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 
-from conftest import LAB, TONES, connect, lab_exec, run_module, run_playbook
+from conftest import LAB, TONES, connect, lab_exec, run_module, run_playbook, wait_tone
 
 
 def test_turn_refuses_relaying_to_loopback_and_private_peers(lab, inventory, tmp_path):
@@ -79,14 +79,16 @@ def test_live_call_survives_a_config_change_and_reconverge(phones, lab, inventor
     a.login(lab["passwords"]["1000"])
     b.login(lab["passwords"]["1001"])
     connect(a, b)
-    assert b.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20
+    wait_tone(b, TONES["1000"])  # media is up before the change
     # A dialplan/PJSIP value changes: site.yml re-renders and reloads (never restarts) Asterisk.
     res = _site(inventory, "-e", "asterisk_agent_call_limit=3", "--tags", "asterisk")
     assert res.returncode == 0, res.stdout[-3000:]
-    assert "Reload asterisk" in res.stdout
+    assert re.search(r"RUNNING HANDLER \[[^\]]*: Reload asterisk\] \**\nchanged: ", res.stdout), res.stdout[-3000:]
     assert a.js("() => window.softphone.state().call") == "in-call"
-    assert b.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20, "audio lost after the reload"
-    assert a.tone_levels([TONES["1001"]])[str(TONES["1001"])] > 20
+    # The same call, still up: both directions heard again within a few seconds (a lost
+    # media path, e.g. after a restart, never comes back).
+    wait_tone(b, TONES["1000"], timeout=4.0)
+    wait_tone(a, TONES["1001"], timeout=4.0)
     a.js("() => window.softphone.hangup()")
     res = _site(inventory, "--tags", "asterisk")  # back to the inventory's value
     assert res.returncode == 0, res.stdout[-3000:]
@@ -168,7 +170,7 @@ def test_nginx_restart_agents_reconnect(phones, lab):
     assert a.js("() => window.softphone.state().registration") == "registered"
     a.js("(t) => window.softphone.call(t)", "600")
     a.wait_call("in-call")
-    assert a.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20
+    wait_tone(a, TONES["1000"])
     a.js("() => window.softphone.hangup()")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from conftest import TONES, _health, lab_exec
+from conftest import TONES, _health, lab_exec, wait_tone
 
 
 def test_lab_host_reboot_brings_everything_back(phones, lab, inventory, tmp_path):
@@ -36,7 +36,7 @@ def test_lab_host_reboot_brings_everything_back(phones, lab, inventory, tmp_path
     a.login(lab["passwords"]["1000"])
     a.js("(t) => window.softphone.call(t)", "600")
     a.wait_call("in-call")
-    assert a.tone_levels([TONES["1000"]])[str(TONES["1000"])] > 20
+    wait_tone(a, TONES["1000"])
     a.js("() => window.softphone.hangup()")
     res, report = _health(inventory, tmp_path)
     assert res.returncode == 0, [c for c in report.get("checks", []) if not c["ok"]]

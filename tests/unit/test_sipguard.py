@@ -4,6 +4,7 @@ tests/integration/test_sipguard.py against real firewalld)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
@@ -176,3 +177,18 @@ def test_expired_bans_leave_the_firewall_and_reconcile_restores_missing_ones(gua
     g.expire(expiry + 1)
     assert ["firewall-cmd", "--ipset=voiceops-banned", "--remove-entry=203.0.113.10"] in rec.calls
     assert g.bans == {}
+
+
+def test_an_unban_from_another_process_is_not_undone_by_the_daemon(guard):
+    """`--unban` runs beside the daemon: neither the daemon's next save nor its reconcile brings the ban back."""
+    daemon, _ = guard()
+    feed(daemon, 5, "203.0.113.11")
+    unbanner, rec = guard()  # from here on, rec records both guards' commands
+    assert unbanner.unban("203.0.113.11") == 0
+    assert rec.calls == [["firewall-cmd", "--ipset=voiceops-banned", "--remove-entry=203.0.113.11"]]
+    feed(daemon, 5, "203.0.113.12", t0=1100)  # the daemon saves its state for another ban
+    assert set(json.loads(Path(daemon.cfg["state_file"]).read_text())) == {"203.0.113.12"}
+    rec.calls.clear()
+    daemon.reconcile()
+    assert rec.calls and not [c for c in rec.calls if c[-1].endswith("=203.0.113.11")], rec.calls
+    assert set(daemon.bans) == {"203.0.113.12"}

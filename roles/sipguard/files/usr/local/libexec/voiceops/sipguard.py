@@ -27,6 +27,8 @@ Standard library only; needs firewall-cmd and ss.
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -125,10 +127,24 @@ class Guard:
         return {ip: exp for ip, exp in bans.items() if exp > now}
 
     def _save(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.bans, indent=1))
         os.replace(tmp, self.state_path)
+
+    @contextlib.contextmanager
+    def _state(self):
+        """Read-modify-write of the ban state under an exclusive lock.
+
+        The daemon and `--unban` (another process) both edit the state file:
+        without the lock, a daemon holding an older copy would write an unbanned
+        address back, or reconcile would restore its firewall entry.
+        """
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.state_path.with_name(f".{self.state_path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.bans = self._load()
+            yield
+            self._save()
 
     def ignored(self, ip: str) -> bool:
         try:
@@ -200,15 +216,15 @@ class Guard:
             q.clear()
 
     def ban(self, ip: str, why: str) -> None:
-        res = self._firewall("add", ip)
-        if res.returncode != 0:
-            log(f"ban of {ip} failed: {res.stderr.strip() or res.stdout.strip()}")
-            return
+        with self._state():
+            res = self._firewall("add", ip)
+            if res.returncode != 0:
+                log(f"ban of {ip} failed: {res.stderr.strip() or res.stdout.strip()}")
+                return
+            self.bans[ip] = time.time() + self.cfg["ban_time"]
         # The drop zone stops new packets only: established connections (a WebSocket
         # that keeps guessing) pass firewalld's conntrack rule, so close them now.
         subprocess.run(["ss", "-K", "dst", ip], capture_output=True, text=True)
-        self.bans[ip] = time.time() + self.cfg["ban_time"]
-        self._save()
         log(f"BAN {ip} for {self.cfg['ban_time']} s: {why}")
 
     def _firewall(self, action: str, ip: str) -> subprocess.CompletedProcess:
@@ -217,28 +233,28 @@ class Guard:
         )
 
     def unban(self, ip: str) -> int:
-        res = self._firewall("remove", ip)
-        self.bans.pop(ip, None)
-        self._save()
+        with self._state():
+            self.bans.pop(ip, None)
+            res = self._firewall("remove", ip)
         print(f"unbanned {ip}" if res.returncode == 0 else f"{ip}: {res.stderr.strip() or res.stdout.strip()}")
         return res.returncode
 
     def expire(self, now: float) -> None:
-        expired = [ip for ip, exp in self.bans.items() if exp <= now]
-        for ip in expired:
-            del self.bans[ip]
-            self._firewall("remove", ip)
-            log(f"ban of {ip} expired")
-        if expired:
-            self._save()
+        if not any(exp <= now for exp in self.bans.values()):
+            return
+        with self._state():
+            for ip in [ip for ip, exp in self.bans.items() if exp <= now]:
+                del self.bans[ip]
+                self._firewall("remove", ip)
+                log(f"ban of {ip} expired")
 
     def reconcile(self) -> None:
         """Bans are runtime ipset entries: put them back after a firewalld reload or restart."""
-        self.bans = self._load()  # the state file is authoritative (--unban edits it)
-        for ip in list(self.bans):
-            if self._firewall("query", ip).returncode != 0:
-                self._firewall("add", ip)
-                log(f"ban of {ip} restored in the firewall")
+        with self._state():  # the state file is authoritative (--unban edits it)
+            for ip in list(self.bans):
+                if self._firewall("query", ip).returncode != 0:
+                    self._firewall("add", ip)
+                    log(f"ban of {ip} restored in the firewall")
 
     def run(self) -> None:
         followers = [Follower(p) for p in self.cfg["security_logs"]]
