@@ -211,10 +211,48 @@ class Phone:
         return {str(f): level for f, level in zip(freqs, res)}
 
     def close(self) -> None:
+        """Log out (BYE for every call, un-REGISTER) before the browser goes.
+
+        Closing the browser alone leaves the calls up in Asterisk until RTP
+        times out, so a test that failed mid-call would still be in the next
+        test's conference or queue.
+        """
+        try:
+            self.page.evaluate("() => window.softphone && window.softphone.logout()")
+            self.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=3000)
+            self.page.wait_for_timeout(300)  # the BYEs leave over the WebSocket
+        except Exception:  # noqa: BLE001, S110 - best effort at teardown
+            pass
         try:
             self.browser.close()
         except Exception:  # noqa: BLE001, S110 - best effort at teardown
             return
+
+
+def asterisk_cli(lab, command: str) -> str:
+    return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
+
+
+def drop_leftover_channels(lab, users, timeout: float = 5.0) -> list[str]:
+    """Wait for Asterisk to drop the channels of these test softphones; hang up any still there.
+
+    Only PJSIP/<user>- channels of the given users (the test's own phones).
+    Returns the names that had to be hung up.
+    """
+    prefixes = tuple(f"PJSIP/{u}-" for u in users)
+
+    def left() -> list[str]:
+        out = asterisk_cli(lab, "core show channels concise")
+        return [n for n in (line.split("!", 1)[0] for line in out.splitlines()) if n.startswith(prefixes)]
+
+    deadline = time.monotonic() + timeout
+    names = left()
+    while names and time.monotonic() < deadline:
+        time.sleep(0.5)
+        names = left()
+    for name in names:
+        asterisk_cli(lab, f"channel request hangup {name}")
+    return names
 
 
 def connect(caller: Phone, callee: Phone) -> None:
@@ -303,6 +341,10 @@ def phones(playwright_instance, lab, tone_files):
     yield make
     for phone in made:
         phone.close()
+    if made:
+        dropped = drop_leftover_channels(lab, {p.user for p in made})
+        if dropped:
+            print(f"teardown: hung up channels the phones left behind: {dropped}")
 
 
 # Running the collection's modules and playbooks against the lab host.

@@ -909,6 +909,30 @@ def test_polls_share_one_ami_query_per_second(portal, room):
     assert [a["Action"] for a in room.actions].count("ConfbridgeList") == 3
 
 
+def test_a_list_that_was_under_way_during_an_action_is_not_cached(room, monkeypatch):
+    # A poll's ConfbridgeList answered just before the admin's mute reached
+    # Asterisk would otherwise be served, unmuted, for another second.
+    cfg = {"host": "127.0.0.1", "port": room.port, "username": "voiceops", "secret": AMI_SECRET}
+    real = vp._query_participants
+    acted = []
+
+    def slow_query(ami, name, timeout):
+        people = real(ami, name, timeout)
+        if not acted:  # the admin's mute lands while this answer is on its way
+            acted.append(vp.conference_act(cfg, name, "PJSIP/1001-000012", "mute"))
+        return people
+
+    monkeypatch.setattr(vp, "_query_participants", slow_query)
+    room.conferences["700"][1]["Muted"] = "No"
+    assert vp.conference_participants(cfg, "700")[1]["muted"] is False
+    room.conferences["700"][1]["Muted"] = "Yes"
+    assert vp.conference_participants(cfg, "700")[1]["muted"] is True
+    assert [a["Action"] for a in room.actions].count("ConfbridgeList") == 2
+    # Without an action in between, the answer is cached as before.
+    assert vp.conference_participants(cfg, "700")[1]["muted"] is True
+    assert [a["Action"] for a in room.actions].count("ConfbridgeList") == 2
+
+
 def test_conference_control_without_ami_is_503(tmp_path, spool):
     p = vp.Portal(make_cfg(tmp_path, spool, ami=None)).start(notifier=False)
     try:
