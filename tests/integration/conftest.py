@@ -86,9 +86,14 @@ def lab_exec(lab, *cmd: str) -> str:
     return res.stdout
 
 
+def asterisk_cli(lab, command: str) -> str:
+    """An Asterisk CLI command in the lab host's Asterisk container."""
+    return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
+
+
 def channel_codecs(lab, endpoint: str) -> list[str]:
     """Codecs of the endpoint's live channels in Asterisk (`pjsip show channelstats`)."""
-    out = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show channelstats")
+    out = asterisk_cli(lab, "pjsip show channelstats")
     codecs = []
     for line in out.splitlines():
         fields = line.split()
@@ -100,14 +105,10 @@ def channel_codecs(lab, endpoint: str) -> list[str]:
 
 def transcoding_channels(lab) -> list[str]:
     """Live channels Asterisk is transcoding on (`core show channel`: Read/WriteTranscode Yes)."""
-
-    def cli(command: str) -> str:
-        return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
-
     found = []
-    for line in cli("core show channels concise").splitlines():
+    for line in asterisk_cli(lab, "core show channels concise").splitlines():
         name = line.split("!", 1)[0]
-        if name and "Transcode: Yes" in cli(f"core show channel {name}"):
+        if name and "Transcode: Yes" in asterisk_cli(lab, f"core show channel {name}"):
             found.append(name)
     return found
 
@@ -227,10 +228,6 @@ class Phone:
             self.browser.close()
         except Exception:  # noqa: BLE001, S110 - best effort at teardown
             return
-
-
-def asterisk_cli(lab, command: str) -> str:
-    return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
 
 
 def drop_leftover_channels(lab, users, timeout: float = 5.0) -> list[str]:

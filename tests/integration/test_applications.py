@@ -38,10 +38,6 @@ HOLD_NOTE = 659.25
 RINGBACK = (440.0, 480.0)
 
 
-def asterisk(lab, command: str) -> str:
-    return asterisk_cli(lab, command)
-
-
 def hangup_all(*phones) -> None:
     for p in phones:
         p.js("() => { try { window.softphone.hangup(); } catch (e) { /* idle */ } }")
@@ -92,7 +88,7 @@ def test_voicemail_rejects_a_wrong_pin(phones, lab):
     channel = None
     deadline = time.monotonic() + 10
     while channel is None and time.monotonic() < deadline:
-        for line in asterisk(lab, "core show channels concise").splitlines():
+        for line in asterisk_cli(lab, "core show channels concise").splitlines():
             if line.startswith("PJSIP/1001-") and "VoiceMailMain" in line:
                 channel = line.split("!", 1)[0]
         time.sleep(0.3)
@@ -121,9 +117,9 @@ def test_conference_mixes_three_browsers_and_admin_mutes_participants(phones, la
         time.sleep(2)
         p.dtmf(entry)
     deadline = time.monotonic() + 20
-    while "3" not in asterisk(lab, "confbridge list").split() and time.monotonic() < deadline:
+    while "3" not in asterisk_cli(lab, "confbridge list").split() and time.monotonic() < deadline:
         time.sleep(0.5)
-    listing = asterisk(lab, "confbridge list 700")
+    listing = asterisk_cli(lab, "confbridge list 700")
     assert listing.count("PJSIP/") == 3, listing
     # Each hears the other two (mixing), not itself.
     for p in (admin, p1, p2):
@@ -198,7 +194,7 @@ def test_conference_refuses_a_wrong_pin(phones, lab):
         time.sleep(2)
     # Three wrong PINs (a room without participant PIN accepts only #) hang up.
     a.page.wait_for_function("() => ['ended', 'idle'].includes(window.softphone.state().call)", timeout=20000)
-    assert "PJSIP/1000" not in asterisk(lab, "confbridge list 700")
+    assert "PJSIP/1000" not in asterisk_cli(lab, "confbridge list 700")
 
 
 def test_conference_room_recording_holds_every_participant(phones, lab):
@@ -242,7 +238,7 @@ def test_queue_rings_a_member_who_answers(phones, lab):
 
 
 def test_queue_caller_hears_hold_music_while_no_member_answers(phones, lab):
-    files = asterisk(lab, "moh show files")
+    files = asterisk_cli(lab, "moh show files")
     assert "/var/spool/asterisk/moh/lab-hold/lab-hold" in files, files  # installed from the controller
     caller, m1 = phones("1000"), phones("1001")
     for p in (caller, m1):

@@ -25,6 +25,7 @@ from conftest import (
     TONES,
     _health,
     ami_args,
+    asterisk_cli,
     channel_codecs,
     host_file,
     lab_exec,
@@ -208,13 +209,9 @@ def test_unknown_dnis_gets_announcement_and_release(sim, lab):
     assert int(log.strip() or 0) > 0
 
 
-def _pbx(lab, command: str) -> str:
-    return lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", command)
-
-
 def _trunk_channels(lab) -> list[list[str]]:
     """The PBX's live trunk channels, `core show channels concise` fields (channel!context!exten!prio!state!app!...)."""
-    rows = [line.split("!") for line in _pbx(lab, "core show channels concise").splitlines()]
+    rows = [line.split("!") for line in asterisk_cli(lab, "core show channels concise").splitlines()]
     return [r for r in rows if r[0].startswith("PJSIP/genesys-") and len(r) > 5]
 
 
@@ -246,7 +243,7 @@ def test_recorded_route_writes_a_wav_of_the_whole_call(sim, lab):
     time.sleep(8)
     # ... and to the hangup (the PBX hangs up, so the simulator logs the answered call).
     for chan in _trunk_channels(lab):
-        _pbx(lab, f"channel request hangup {chan[0]}")
+        asterisk_cli(lab, f"channel request hangup {chan[0]}")
     call_s = time.monotonic() - t_answer
     end = time.monotonic() + 15
     while not any(r["uuid"] == call_uuid for r in sim.inbound("primary")) and time.monotonic() < end:

@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 
-from conftest import LAB, TONES, connect, lab_exec, run_module, run_playbook, wait_tone
+from conftest import LAB, TONES, asterisk_cli, connect, lab_exec, run_module, run_playbook, wait_tone
 
 
 def test_turn_refuses_relaying_to_loopback_and_private_peers(lab, inventory, tmp_path):
@@ -143,7 +143,7 @@ def test_asterisk_crash_recovers_and_agents_reregister(phones, lab):
     deadline = time.monotonic() + 30
     contacts = ""
     while time.monotonic() < deadline:
-        contacts = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show contacts")
+        contacts = asterisk_cli(lab, "pjsip show contacts")
         if "1000/" in contacts and "1001/" in contacts:
             break
         time.sleep(1)
@@ -161,7 +161,7 @@ def test_nginx_restart_agents_reconnect(phones, lab):
     deadline = t0 + 45
     contacts = ""
     while time.monotonic() < deadline:
-        contacts = lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "pjsip show contacts")
+        contacts = asterisk_cli(lab, "pjsip show contacts")
         state = a.js("() => window.softphone.state().registration")
         if state == "registered" and "1000/" in contacts and time.monotonic() - t0 > 3:
             break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from conftest import TONES, _health, lab_exec, wait_tone
+from conftest import TONES, _health, asterisk_cli, lab_exec, wait_tone
 
 
 def test_lab_host_reboot_brings_everything_back(phones, lab, inventory, tmp_path):
@@ -24,7 +24,7 @@ def test_lab_host_reboot_brings_everything_back(phones, lab, inventory, tmp_path
         time.sleep(2)
     assert all(n in running for n in ("webrtc-asterisk", "webrtc-nginx", "webrtc-coturn")), running
     assert ws == "426", f"wss /ws through nginx answers {ws} after the reboot, not 426 from Asterisk"
-    lab_exec(lab, "docker", "exec", "webrtc-asterisk", "asterisk", "-rx", "core waitfullybooted")
+    asterisk_cli(lab, "core waitfullybooted")
     print(f"\nlab host rebooted: services back after {time.monotonic() - t0:.1f} s")
     ip_now = subprocess.run(
         ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", lab["container"]],

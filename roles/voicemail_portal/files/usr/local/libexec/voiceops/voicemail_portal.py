@@ -502,7 +502,7 @@ def ami_refresh(ami, context, mailboxes, timeout=5.0):
 
 _ROOM_CACHE: dict[str, tuple[float, list]] = {}
 _ROOM_CACHE_LOCK = threading.Lock()
-_ROOM_ACTS: dict[str, int] = {}  # per room: actions taken through the portal (guarded by the lock)
+_ROOM_ACTS = [0]  # mutes, unmutes and kicks sent through the portal (guarded by the lock)
 ROOM_CACHE_S = 1.0  # every participant's softphone polls its room every 2 s
 
 
@@ -511,8 +511,8 @@ def conference_participants(ami, room, timeout=5.0, fresh=False):
 
     One AMI query per room and second at most, however many participants poll it.
     An answer is cached from the moment its query was sent, and not at all
-    when a mute, unmute or kick of the room went through while it was under
-    way (it may predate the action).
+    when a mute, unmute or kick went through while it was under way (it may
+    predate the action).
     """
     now = time.monotonic()
     with _ROOM_CACHE_LOCK:
@@ -521,10 +521,10 @@ def conference_participants(ami, room, timeout=5.0, fresh=False):
             return hit[1]
         for stale in [r for r, (t, _) in _ROOM_CACHE.items() if now - t >= ROOM_CACHE_S]:
             del _ROOM_CACHE[stale]
-        acts = _ROOM_ACTS.get(room, 0)
+        acts = _ROOM_ACTS[0]
     people = _query_participants(ami, room, timeout)
     with _ROOM_CACHE_LOCK:
-        if _ROOM_ACTS.get(room, 0) == acts:
+        if _ROOM_ACTS[0] == acts:
             _ROOM_CACHE[room] = (now, people)
     return people
 
@@ -555,9 +555,7 @@ def conference_act(ami, room, channel, action, timeout=5.0):
         reply = session.call(CONFERENCE_ACTIONS[action], {"Conference": room, "Channel": channel})
     with _ROOM_CACHE_LOCK:
         _ROOM_CACHE.pop(room, None)
-        if len(_ROOM_ACTS) > 1000:  # rooms are dialled numbers: keep the table small
-            _ROOM_ACTS.clear()
-        _ROOM_ACTS[room] = _ROOM_ACTS.get(room, 0) + 1
+        _ROOM_ACTS[0] += 1
     if reply.get("response", "").lower() != "success":
         raise PortalError(409, f"Asterisk refused: {clean(reply.get('message', ''))}")
 
